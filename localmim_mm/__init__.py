@@ -1,0 +1,12 @@
+"""localmim_mm: LocalMIM (CVPR 2023) and LoMaR as an mmpretrain plugin.
+
+Importing the package registers every module into mmpretrain's registries, so a config needs only
+``default_scope = 'mmpretrain'`` and ``custom_imports = dict(imports=['localmim_mm'])``.
+Modules meant for mmdet / mmseg live in ``localmim_mm.det`` / ``localmim_mm.seg`` and are imported
+only by the configs that need them (``import localmim_mm`` never imports mmdet or mmseg).
+"""
+from .version import __version__  # noqa: F401
+from . import engine, models  # noqa: F401,E402
+from .utils import allow_runner_checkpoints  # noqa: E402
+
+allow_runner_checkpoints()

@@ -1,0 +1,43 @@
+from typing import Dict, List
+
+import torch
+from mmpretrain.models.selfsup.base import BaseSelfSupervisor
+from mmpretrain.registry import MODELS
+from mmpretrain.structures import DataSample
+
+__all__ = ['LocalMIM']
+
+
+@MODELS.register_module()
+class LocalMIM(BaseSelfSupervisor):
+    """LocalMIM: Masked Image Modeling with Local Multi-Scale Reconstruction (CVPR 2023).
+
+    The backbone returns its tapped features and the mask, the neck normalises each tap, and the
+    head decodes each at its own scale and scores it on masked cells against the target
+    generator's multi-scale targets. One loss per supervised layer (``loss_block1``, ...); their
+    sum is the objective. The per-layer weights live in the head (``loss_weights``).
+    """
+
+    def __init__(self, backbone: dict, neck: dict, head: dict, target_generator: dict, **kwargs):
+        super().__init__(backbone=backbone, neck=neck, head=head,
+                         target_generator=target_generator, **kwargs)
+        self._check_consistency()
+
+    def _check_consistency(self) -> None:
+        taps = len(self.backbone.out_indices)
+        scales = len(self.head.scales)
+        cells = len(self.target_generator.cell_sizes)
+        if not taps == scales == cells:
+            raise ValueError(
+                f'LocalMIM: backbone.out_indices has {taps} taps, head.scales {scales} entries '
+                f'and target_generator.cell_sizes {cells}; the three lists must have equal length')
+
+    def extract_feat(self, inputs: torch.Tensor):
+        return self.backbone(inputs, mask=None)
+
+    def loss(self, inputs: torch.Tensor, data_samples: List[DataSample],
+             **kwargs) -> Dict[str, torch.Tensor]:
+        feats, mask, _ = self.backbone(inputs, mask=True)
+        targets = self.target_generator(inputs)
+        losses = self.head.loss(self.neck(feats), targets, mask)
+        return {f'loss_{name}': loss for name, loss in zip(self.backbone.tap_names, losses)}

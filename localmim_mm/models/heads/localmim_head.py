@@ -1,0 +1,195 @@
+"""LocalMIM's tiny decoders and multi-scale local reconstruction loss."""
+from typing import Dict, List, Optional, Sequence, Union
+
+import torch
+from mmcv.cnn import build_norm_layer
+from mmengine.model import BaseModule, ModuleList
+from mmpretrain.models.backbones.vision_transformer import TransformerEncoderLayer
+from mmpretrain.models.utils import build_2d_sincos_position_embedding
+from mmpretrain.registry import MODELS
+from torch import nn
+
+from ..utils import check_scales, scale_mask
+
+__all__ = ['LocalMIMHead', 'LocalMIMDecoder']
+
+
+def _per_tap(value, num_taps: int, name: str) -> list:
+    values = list(value) if isinstance(value, (list, tuple)) else [value] * num_taps
+    if len(values) != num_taps:
+        raise ValueError(f'LocalMIMHead: {name}={values} has {len(values)} entries but there are '
+                         f'{num_taps} supervised layers; give one per layer or a single value')
+    return values
+
+
+class ChannelLayerNorm(nn.LayerNorm):
+    """LayerNorm over the channels of a (B, C, H, W) map."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+def build_rescale(scale: float, dims: int) -> nn.Module:
+    """Resize the (B, dims, h, w) decoder map to the target grid (spec section 2)."""
+    if scale == 4:
+        return nn.Sequential(
+            nn.ConvTranspose2d(dims, dims // 2, 2, 2), ChannelLayerNorm(dims // 2), nn.GELU(),
+            nn.ConvTranspose2d(dims // 2, dims // 4, 2, 2))
+    if scale == 2:
+        return nn.ConvTranspose2d(dims, dims // 2, 2, 2)
+    if scale == 1:
+        return nn.Identity()
+    if scale == 0.5:
+        return nn.AvgPool2d(2)
+    raise ValueError(f'LocalMIMHead: no rescale step for scale {scale!r}; the decoders support '
+                     '4, 2, 1 and 0.5 (set rescale=False when each tap already has its target grid)')
+
+
+def rescaled_dims(scale: float, dims: int) -> int:
+    return {4: dims // 4, 2: dims // 2}.get(scale, dims)
+
+
+class LocalMIMDecoder(BaseModule):
+    """Linear -> mask tokens -> sin-cos pos -> Transformer block(s) -> LN -> rescale -> 1x1 conv."""
+
+    def __init__(self, in_channels: int, embed_dims: int, num_heads: int, depth: int,
+                 mlp_ratio: float, scale: float, rescale: bool, out_channels: int,
+                 with_cls_token: bool, norm_cfg: dict):
+        super().__init__()
+        self.with_cls_token = with_cls_token
+        self.embed = nn.Linear(in_channels, embed_dims)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, embed_dims))
+        self.blocks = ModuleList(
+            TransformerEncoderLayer(embed_dims, num_heads, int(mlp_ratio * embed_dims),
+                                    qkv_bias=True, norm_cfg=norm_cfg) for _ in range(depth))
+        self.norm = build_norm_layer(norm_cfg, embed_dims)[1]
+        self.rescale = build_rescale(scale, embed_dims) if rescale else nn.Identity()
+        out_dims = rescaled_dims(scale, embed_dims) if rescale else embed_dims
+        self.predict = nn.Conv2d(out_dims, out_channels, 1)
+        self._pos_cache = {}
+
+    def init_weights(self):
+        super().init_weights()
+        nn.init.normal_(self.mask_token, std=.02)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                if m.bias is not None:
+                    nn.init.constant_(m.bias, 0)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.constant_(m.weight, 1.0)
+                nn.init.constant_(m.bias, 0)
+
+    def position_embedding(self, grid, x: torch.Tensor) -> torch.Tensor:
+        key = (tuple(grid), x.device, x.dtype)
+        if key not in self._pos_cache:
+            pos = build_2d_sincos_position_embedding(
+                tuple(grid), x.shape[-1], cls_token=self.with_cls_token)
+            self._pos_cache[key] = pos.to(device=x.device, dtype=x.dtype)
+        return self._pos_cache[key]
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x: (B, [1 +] N_visible, C) visible tokens in raster order; mask: (B, h, w), 1 = masked.
+
+        Returns the prediction map (B, out_channels, h * scale, w * scale).
+        """
+        batch, h, w = mask.shape
+        x = self.embed(x)
+        cls, x = (x[:, :1], x[:, 1:]) if self.with_cls_token else (None, x)
+        # [visible (raster order), mask tokens] -> raster order: a stable argsort of the mask
+        # lists visible positions first, its inverse puts every token back in place.
+        order = torch.argsort(mask.flatten(1), dim=1, stable=True)
+        restore = torch.argsort(order, dim=1)
+        num_masked = h * w - x.shape[1]
+        x = torch.cat([x, self.mask_token.expand(batch, num_masked, -1).to(x.dtype)], dim=1)
+        x = torch.gather(x, 1, restore.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+        if cls is not None:
+            x = torch.cat([cls, x], dim=1)
+        x = x + self.position_embedding((h, w), x)
+        for block in self.blocks:
+            x = block(x)
+        x = self.norm(x)
+        if cls is not None:
+            x = x[:, 1:]
+        x = x.transpose(1, 2).reshape(batch, -1, h, w)
+        return self.predict(self.rescale(x))
+
+
+@MODELS.register_module()
+class LocalMIMHead(BaseModule):
+    """One tiny decoder per supervised layer and the masked multi-scale regression loss.
+
+    Args:
+        in_channels (int | list[int]): Width of each tap (after the neck).
+        target_channels (int | list[int]): Width of each target (27 for HOG nbins 9,
+            ``3*k*k`` for pixels in ``k x k`` cells).
+        scales (list[float]): Target grid / tap token grid per layer. ViT: ``[4, 2, 1, 0.5]``.
+        num_layers (int, optional): Number of taps when every per-tap argument is a single value.
+        embed_dims, num_heads, depth, mlp_ratio: decoder width / heads / blocks / MLP ratio, a
+            value or one per layer. ViT: 256 / 8 / 1 / 4. Swin: [64, 128, 128, 128] / 4 / 1 / 4.
+        rescale (bool): Resize the decoder map to the target grid with the spec's deconv / pool
+            steps (ViT). ``False`` when each tap already has its target grid (Swin; scales 1).
+        token_ratios (int | list[int]): Tap token grid / mask grid per layer (ViT 1; Swin
+            ``[4, 2, 1, 1]`` with a 32-px mask unit), used to bring the mask to each tap.
+        with_cls_token (bool): The taps carry a leading cls token (ViT yes, Swin no).
+        loss_weights (list[float], optional): Weight of each layer's loss. Defaults to all 1.
+    """
+
+    def __init__(self,
+                 in_channels: Union[int, Sequence[int]],
+                 target_channels: Union[int, Sequence[int]],
+                 scales: Sequence[float] = (4, 2, 1, 0.5),
+                 embed_dims: Union[int, Sequence[int]] = 256,
+                 num_heads: Union[int, Sequence[int]] = 8,
+                 depth: int = 1,
+                 mlp_ratio: float = 4.,
+                 rescale: bool = True,
+                 token_ratios: Union[int, Sequence[int]] = 1,
+                 with_cls_token: bool = True,
+                 loss_weights: Optional[Sequence[float]] = None,
+                 norm_cfg: dict = dict(type='LN', eps=1e-6),
+                 init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        self.scales = check_scales(scales, 'LocalMIMHead')
+        n = len(self.scales)
+        if not rescale and any(s != 1 for s in self.scales):
+            raise ValueError(f'LocalMIMHead: rescale=False needs every scale to be 1, got '
+                             f'scales={self.scales}')
+        self.token_ratios = _per_tap(token_ratios, n, 'token_ratios')
+        self.loss_weights = _per_tap(1. if loss_weights is None else loss_weights, n,
+                                     'loss_weights')
+        settings = zip(_per_tap(in_channels, n, 'in_channels'),
+                       _per_tap(embed_dims, n, 'embed_dims'), _per_tap(num_heads, n, 'num_heads'),
+                       _per_tap(target_channels, n, 'target_channels'), self.scales)
+        self.decoders = ModuleList(
+            LocalMIMDecoder(c_in, dims, heads, depth, mlp_ratio, scale, rescale, c_out,
+                            with_cls_token, norm_cfg)
+            for c_in, dims, heads, c_out, scale in settings)
+
+    def tap_masks(self, mask: torch.Tensor) -> List[torch.Tensor]:
+        """The (B, h, w) mask brought to each tap's token grid."""
+        return [scale_mask(mask, r) if r != 1 else mask for r in self.token_ratios]
+
+    def forward(self, feats: Sequence[torch.Tensor], mask: torch.Tensor) -> List[torch.Tensor]:
+        """Prediction maps, one (B, C_k, H_k, W_k) per supervised layer."""
+        return [decoder(x, m) for decoder, x, m in zip(self.decoders, feats, self.tap_masks(mask))]
+
+    def loss(self, feats: Sequence[torch.Tensor], targets: Sequence[torch.Tensor],
+             mask: torch.Tensor) -> List[torch.Tensor]:
+        """Weighted masked MSE per layer: mean over channels, averaged over masked cells."""
+        if not len(feats) == len(targets) == len(self.decoders):
+            raise ValueError(f'LocalMIMHead: {len(feats)} taps and {len(targets)} targets for '
+                             f'{len(self.decoders)} decoders; the three lists must match')
+        losses = []
+        for pred, target, tap_mask, scale, weight in zip(
+                self.forward(feats, mask), targets, self.tap_masks(mask), self.scales,
+                self.loss_weights):
+            pred = pred.flatten(2).transpose(1, 2)
+            if pred.shape != target.shape:
+                raise ValueError(f'LocalMIMHead: prediction {tuple(pred.shape)} and target '
+                                 f'{tuple(target.shape)} differ; check scales against the target '
+                                 'cell sizes and target_channels against the target width')
+            weights = scale_mask(tap_mask, scale).flatten(1)
+            per_cell = (pred.float() - target.float()).pow(2).mean(dim=-1)
+            losses.append(weight * (per_cell * weights).sum() / weights.sum())
+        return losses

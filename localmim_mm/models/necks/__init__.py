@@ -1,0 +1,1 @@
+from .multi_layer_neck import *  # noqa: F401,F403

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Distributed training on one or several machines with PyTorch's launcher (torch.distributed.run).
+#   tools/dist_train.sh CONFIG NUM_PROCS_PER_NODE [train.py arguments...]
+# Multi-node: NNODES, NODE_RANK, MASTER_ADDR and PORT as in mmpretrain. Uses nccl on GPUs and gloo
+# when no GPU is present (tools/train.py decides; the config is not edited).
+# PYTHON selects the interpreter (default: the repo's .venv if present, else python).
+set -euo pipefail
+CONFIG=$1
+NPROC=$2
+NNODES=${NNODES:-1}
+NODE_RANK=${NODE_RANK:-0}
+PORT=${PORT:-29500}
+MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+if [ -z "${PYTHON:-}" ]; then
+  if [ -x "$ROOT/.venv/bin/python" ]; then PYTHON="$ROOT/.venv/bin/python"; else PYTHON=python; fi
+fi
+
+PYTHONPATH="$ROOT:${PYTHONPATH:-}" \
+"$PYTHON" -m torch.distributed.run \
+    --nnodes="$NNODES" \
+    --node_rank="$NODE_RANK" \
+    --master_addr="$MASTER_ADDR" \
+    --nproc_per_node="$NPROC" \
+    --master_port="$PORT" \
+    "$ROOT/tools/train.py" \
+    "$CONFIG" \
+    --launcher pytorch "${@:3}"

@@ -1,0 +1,62 @@
+#!/usr/bin/env python
+"""Evaluate a checkpoint with a config's test loop (mmpretrain's arguments).
+
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE] [--cfg-options k=v ...]
+                                           [--launcher pytorch]
+Runs on CPU-only machines too (gloo when distributed).
+"""
+import argparse
+import os
+import os.path as osp
+
+from mmengine.config import Config, DictAction
+from mmengine.runner import Runner
+
+from localmim_mm.utils import allow_runner_checkpoints, prepare_launch
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description='Test (evaluate) a model')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--work-dir', help='the directory to save the evaluation logs')
+    parser.add_argument('--out', help='dump the metrics to this file (.json / .pkl / .yaml)')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override settings in the config, key=value pairs (xxx=yyy format)')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def main():
+    args = parse_args()
+    if not osp.isfile(args.checkpoint):
+        raise SystemExit(f'checkpoint {args.checkpoint!r} does not exist; give the path of a '
+                         '.pth file written by tools/train.py or a published model')
+    allow_runner_checkpoints()
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    cfg.work_dir = args.work_dir or osp.join(
+        './work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg.load_from = args.checkpoint
+    if cfg.get('test_cfg') is None:
+        raise SystemExit(f'{args.config} has no test loop (test_cfg); pre-training configs are '
+                         'evaluated through their fine-tuning configs under configs/benchmarks/')
+    if cfg.get('optim_wrapper') is not None and cfg.optim_wrapper.get('type') == 'AmpOptimWrapper':
+        cfg.optim_wrapper.type = 'OptimWrapper'  # testing never steps an optimizer
+        cfg.optim_wrapper.pop('loss_scale', None)
+    prepare_launch(cfg, args.launcher)
+    runner = Runner.from_cfg(cfg)
+    metrics = runner.test()
+    if args.out:
+        from mmengine.fileio import dump
+        dump(metrics, args.out)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,89 @@
+#!/usr/bin/env python
+"""Train a model from an mmpretrain / mmdet / mmseg config (mmpretrain's arguments).
+
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp | --no-amp]
+                                 [--auto-scale-lr] [--cfg-options k=v ...] [--launcher pytorch]
+
+Differences from the stock script, all on the launching side (the recipe is never edited):
+* runs distributed on CPU-only machines with the ``gloo`` backend (``nccl`` on GPUs);
+* ``--no-amp`` trains an AMP recipe in float32; AMP asked for without a GPU is a clear error;
+* mmengine runner checkpoints load under torch >= 2.6 (``--resume`` / ``load_from``).
+"""
+import argparse
+import os
+import os.path as osp
+
+from mmengine.config import Config, DictAction
+from mmengine.runner import Runner
+
+from localmim_mm.utils import allow_runner_checkpoints, prepare_launch
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description='Train a model (LocalMIM plugin for mmpretrain)')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('--work-dir', help='the dir to save logs and models')
+    parser.add_argument(
+        '--resume', nargs='?', type=str, const='auto',
+        help='resume from the given checkpoint, or from the latest one in the work dir if no '
+        'path is given')
+    parser.add_argument('--amp', action='store_true', help='enable mixed precision (GPU only)')
+    parser.add_argument('--no-amp', action='store_true',
+                        help='train an AMP recipe in float32 (needed on CPU)')
+    parser.add_argument('--no-validate', action='store_true',
+                        help='skip validation during training')
+    parser.add_argument('--auto-scale-lr', action='store_true',
+                        help='scale the lr by the real batch size / auto_scale_lr.base_batch_size')
+    parser.add_argument('--no-pin-memory', action='store_true',
+                        help='disable pin_memory in the dataloaders')
+    parser.add_argument('--no-persistent-workers', action='store_true',
+                        help='disable persistent_workers in the dataloaders')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override settings in the config, key=value pairs (xxx=yyy format)')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def merge_args(cfg: Config, args) -> Config:
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    if args.resume == 'auto':
+        cfg.resume, cfg.load_from = True, None
+    elif args.resume is not None:
+        cfg.resume, cfg.load_from = True, args.resume
+    if args.no_validate:
+        cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+    if args.auto_scale_lr:
+        cfg.auto_scale_lr = cfg.get('auto_scale_lr', {})
+        cfg.auto_scale_lr.enable = True
+    for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader = cfg.get(name)
+        if not loader:
+            continue
+        if args.no_pin_memory:
+            loader['pin_memory'] = False
+        if args.no_persistent_workers:
+            loader['persistent_workers'] = False
+    return cfg
+
+
+def main():
+    args = parse_args()
+    allow_runner_checkpoints()
+    cfg = merge_args(Config.fromfile(args.config), args)
+    prepare_launch(cfg, args.launcher, amp=args.amp, no_amp=args.no_amp)
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+
+
+if __name__ == '__main__':
+    main()

@@ -31,6 +31,16 @@ class LocalMIM(BaseSelfSupervisor):
             raise ValueError(
                 f'LocalMIM: backbone.out_indices has {taps} taps, head.scales {scales} entries '
                 f'and target_generator.cell_sizes {cells}; the three lists must have equal length')
+        strides = getattr(self.backbone, 'tap_strides', None)
+        if strides is None:
+            return
+        expected = [int(s / k) for s, k in zip(strides, self.head.scales)]
+        if expected != list(self.target_generator.cell_sizes):
+            raise ValueError(
+                f'LocalMIM: taps {self.backbone.tap_names} have {strides}-px tokens and head scales '
+                f'{self.head.scales}, so the target cells are {expected} px, but '
+                f'target_generator.cell_sizes={self.target_generator.cell_sizes}; set it to '
+                f'{expected}')
 
     def extract_feat(self, inputs: torch.Tensor):
         return self.backbone(inputs, mask=None)

@@ -65,10 +65,16 @@ class LocalMIMViT(MAEViT):
             out_type=out_type, interpolate_mode=interpolate_mode, patch_cfg=patch_cfg,
             layer_cfgs=layer_cfgs, mask_ratio=mask_ratio, init_cfg=init_cfg)
         self.isolate_grad = isolate_grad
+        self.patch_size = patch_size
 
     @property
     def tap_names(self) -> List[str]:
         return [f'block{i}' for i in self.out_indices]
+
+    @property
+    def tap_strides(self) -> List[int]:
+        """Pixels per token side at each tap (every ViT tap is on the patch grid)."""
+        return [self.patch_size] * len(self.out_indices)
 
     def init_weights(self) -> None:
         super().init_weights()

@@ -180,10 +180,14 @@ class LocalMIMHead(BaseModule):
         if not len(feats) == len(targets) == len(self.decoders):
             raise ValueError(f'LocalMIMHead: {len(feats)} taps and {len(targets)} targets for '
                              f'{len(self.decoders)} decoders; the three lists must match')
+        return self.loss_by_pred(self.forward(feats, mask), targets, mask)
+
+    def loss_by_pred(self, preds: Sequence[torch.Tensor], targets: Sequence[torch.Tensor],
+                     mask: torch.Tensor) -> List[torch.Tensor]:
+        """The per-layer losses of given prediction maps (B, C_k, H_k, W_k)."""
         losses = []
         for pred, target, tap_mask, scale, weight in zip(
-                self.forward(feats, mask), targets, self.tap_masks(mask), self.scales,
-                self.loss_weights):
+                preds, targets, self.tap_masks(mask), self.scales, self.loss_weights):
             pred = pred.flatten(2).transpose(1, 2)
             if pred.shape != target.shape:
                 raise ValueError(f'LocalMIMHead: prediction {tuple(pred.shape)} and target '

@@ -65,8 +65,13 @@ class MultiScaleHOGGenerator(BaseModule):
         grad = F.conv2d(padded, self.sobel, self.hog_bias, groups=3).view(b, 3, 2, h, w)
         gx, gy = grad[:, :, 0], grad[:, :, 1]
         magnitude = torch.sqrt(gx * gx + gy * gy)
-        orientation = torch.atan2(gx, gy)
-        bins = torch.floor(orientation / math.pi * self.nbins).long().remainder(self.nbins)
+        position = torch.atan2(gx, gy) * (self.nbins / math.pi)
+        # float32 puts an exact bin edge (e.g. gy = 0, as reflect padding gives on the top and
+        # bottom rows, is the edge 9 of 18 bins) a hair below it for one sign of gx only; snap
+        # such values onto the edge so the formula floor(angle / pi * nbins) holds exactly.
+        edge = position.round()
+        position = torch.where((position - edge).abs() < 1e-4, edge, position)
+        bins = torch.floor(position).long().remainder(self.nbins)
         hist = img.new_zeros(b, 3, self.nbins, h, w, dtype=torch.float32)
         hist.scatter_(2, bins.unsqueeze(2), magnitude.unsqueeze(2))
         return hist.view(b, 3 * self.nbins, h, w)

@@ -23,7 +23,7 @@ def _check_attention_module(name: str, module: nn.Module) -> None:
 
 
 def attention_probabilities(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``softmax(q k^T / sqrt(d))`` of one attention module for its input ``x``: (B, heads, T, T)."""
+    """``softmax(q k^T / sqrt(d))`` of an attention module for its input x: (B, heads, T, T)."""
     batch, tokens, _ = x.shape
     qkv = module.qkv(x).reshape(batch, tokens, 3, module.num_heads, module.head_dims)
     q, k = qkv.permute(2, 0, 3, 1, 4)[:2].float()

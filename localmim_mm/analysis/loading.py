@@ -1,0 +1,110 @@
+"""Building a model from its config and loading a checkpoint into it, without a Runner.
+
+Runner checkpoints of this project load with ``torch.load(weights_only=True)`` once
+``localmim_mm`` is imported (it registers the few non-tensor types they hold); published
+checkpoints (mmpretrain model zoo, ``tools/model_converters``) are plain tensors.
+"""
+import pickle
+from typing import Dict, Sequence, Set, Tuple
+
+import torch
+from mmengine.config import Config
+from mmengine.logging import print_log
+from mmengine.registry import init_default_scope
+from torch import nn
+
+import localmim_mm  # noqa: F401  (registers the modules and the checkpoint safe globals)
+
+__all__ = ['build_model', 'read_state_dict', 'load_checkpoint_into', 'model_input_size']
+
+
+def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
+    """The ``state_dict`` of a runner or published checkpoint (``weights_only`` loading)."""
+    try:
+        ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f'checkpoint {path!r} does not exist') from err
+    except pickle.UnpicklingError as err:
+        raise RuntimeError(
+            f'checkpoint {path!r} holds objects that torch.load(weights_only=True) refuses (it was '
+            'probably written by a process that did not import localmim_mm). If, and only if, you '
+            'trust the file, rerun with TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1.') from err
+    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f'checkpoint {path!r} has no state_dict of tensors')
+    if all(k.startswith('module.') for k in state):
+        state = {k[len('module.'):]: v for k, v in state.items()}
+    return state
+
+
+def _add_backbone_prefix(model: nn.Module, state: dict) -> dict:
+    """Accept a bare ViT state dict (no ``backbone.`` prefix) when its keys are the backbone's."""
+    if any(k.startswith('backbone.') for k in state) or not hasattr(model, 'backbone'):
+        return state
+    backbone_keys = set(model.backbone.state_dict())
+    if backbone_keys & set(state):
+        return {f'backbone.{k}': v for k, v in state.items()}
+    return state
+
+
+def load_checkpoint_into(model: nn.Module, state: dict, required: Sequence[str] = ('backbone',),
+                         source: str = 'the checkpoint') -> Set[str]:
+    """Load ``state`` into ``model``, insisting on the ``required`` top-level parts.
+
+    Returns the top-level parts (``backbone``, ``neck``, ``head``, ...) whose every key was
+    loaded; other parts keep their initial values and the caller must not use them. Keys of
+    ``state`` that the model lacks are reported and skipped.
+    """
+    state = _add_backbone_prefix(model, state)
+    model_state = model.state_dict()
+    parts = {k.split('.')[0] for k in model_state}
+    present = {p for p in parts if all(k in state for k in model_state if k.split('.')[0] == p)}
+    for part in required:
+        if part in present:
+            continue
+        if part != 'backbone' and 'backbone' in present and not any(
+                not k.startswith('backbone.') for k in state):
+            raise ValueError(f'this tool needs a full pre-training checkpoint (backbone, neck and '
+                             f'decoder heads); {source} has only backbone.* keys. Use the '
+                             'epoch_*.pth written by tools/train.py, not a published backbone.')
+        missing = [k for k in model_state if k.split('.')[0] == part and k not in state]
+        raise ValueError(f'{source} lacks {len(missing)} {part}.* keys of the model built from the '
+                         f'config (e.g. {missing[:3]}); check that config and checkpoint match')
+    loadable = {}
+    for key, value in state.items():
+        if key not in model_state:
+            continue
+        if value.shape != model_state[key].shape:
+            raise ValueError(f'{source}: {key} has shape {tuple(value.shape)} but the model built '
+                             f'from the config expects {tuple(model_state[key].shape)}; check that '
+                             'config and checkpoint match')
+        loadable[key] = value
+    skipped = sorted(set(state) - set(model_state))
+    if skipped:
+        print_log(f'{source}: {len(skipped)} keys the model does not have were skipped '
+                  f'(e.g. {skipped[:3]})', logger='current')
+    model.load_state_dict(loadable, strict=False)
+    return present
+
+
+def build_model(config: str, checkpoint: str, required: Sequence[str] = ('backbone',),
+                device: str = 'cpu', cfg_options: dict = None) -> Tuple[nn.Module, Set[str]]:
+    """Build ``cfg.model`` and load ``checkpoint``; returns the eval-mode model and the parts
+    loaded from the checkpoint (see :func:`load_checkpoint_into`)."""
+    cfg = Config.fromfile(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+    from mmpretrain.registry import MODELS
+    model = MODELS.build(cfg.model)
+    loaded = load_checkpoint_into(model, read_state_dict(checkpoint), required,
+                                  source=f'checkpoint {checkpoint!r}')
+    return model.to(device).eval(), loaded
+
+
+def model_input_size(model: nn.Module) -> Tuple[int, int]:
+    """``(H, W)`` the ViT backbone was built for: patch grid times patch size."""
+    backbone = getattr(model, 'backbone', model)
+    kernel = backbone.patch_embed.projection.kernel_size
+    grid = backbone.patch_resolution
+    return grid[0] * kernel[0], grid[1] * kernel[1]

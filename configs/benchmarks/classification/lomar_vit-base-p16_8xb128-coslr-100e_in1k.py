@@ -1,0 +1,35 @@
+# Fine-tune a LoMaR ViT-B/16 checkpoint on ImageNet-1k with a plain mmpretrain VisionTransformer.
+# The ViT-B recipe of spec section 5 (mmpretrain's MAE fine-tune setup: RandAug m9, mixup 0.8,
+# cutmix 1.0, label smoothing 0.1, random erasing 0.25, resize 256 + crop 224, global average pool):
+# | batch 1024 (8 GPUs x 128) | AdamW (0.9, 0.999), lr 2e-3, wd 0.05 | 100 ep, warmup 20 |
+# | layer decay 0.65 | drop path 0.1 |
+#
+# Weights: `checkpoint` is a LoMaR pre-training checkpoint (keys `backbone.*`). The encoder loads
+# entirely; `pos_embed` is all zeros in a LoMaR checkpoint (LoMaR has no absolute position
+# embedding), so fine-tuning starts from a zero absolute position embedding and learns it. The
+# keys a ViT lacks (`backbone.mask_token`, `backbone.layers.N.attn.relative_position_bias_table`,
+# and `backbone.ln1.*` with final_norm=False) are reported as unexpected by the loader and unused:
+# this ViT has no relative position bias (see docs/lomar.md).
+_base_ = ['mmpretrain::mae/benchmarks/vit-base-p16_8xb128-coslr-100e_in1k.py']
+custom_imports = dict(imports=['localmim_mm'], allow_failed_imports=False)
+
+checkpoint = 'work_dirs/lomar_vit-base-p16_8xb512-coslr-400e_in1k/epoch_400.pth'
+lr, epochs, warmup_epochs = 2e-3, 100, 20
+
+model = dict(
+    backbone=dict(
+        type='VisionTransformer', arch='base', img_size=224, patch_size=16, drop_path_rate=0.1,
+        out_type='avg_featmap', final_norm=False,
+        init_cfg=dict(type='Pretrained', checkpoint=checkpoint, prefix='backbone.')))
+
+optim_wrapper = dict(
+    optimizer=dict(type='AdamW', lr=lr, weight_decay=0.05, betas=(0.9, 0.999)),
+    constructor='LearningRateDecayOptimWrapperConstructor',
+    paramwise_cfg=dict(layer_decay_rate=0.65))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-4, by_epoch=True, begin=0, end=warmup_epochs,
+         convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', T_max=epochs - warmup_epochs, by_epoch=True,
+         begin=warmup_epochs, end=epochs, eta_min=1e-6, convert_to_iter_based=True),
+]
+train_cfg = dict(by_epoch=True, max_epochs=epochs)

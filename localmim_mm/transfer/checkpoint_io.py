@@ -1,0 +1,129 @@
+"""Reading and writing checkpoint files for transfer (shared by the converters and the loader).
+
+Published / transfer files are pure tensors: ``{'state_dict': {name: Tensor}, 'meta': {...}}``
+with only plain Python values in ``meta``, so they load with ``torch.load(weights_only=True)``.
+Writing goes through a temporary file and a re-load check, so a failed conversion never leaves an
+empty or partial file behind.
+"""
+import datetime
+import hashlib
+import os
+import os.path as osp
+import tempfile
+from importlib import metadata
+from typing import Dict, Optional, Tuple
+
+import torch
+
+StateDict = Dict[str, torch.Tensor]
+VERSIONED_PACKAGES = ('torch', 'mmengine', 'mmcv', 'mmpretrain', 'mmdet', 'mmsegmentation',
+                      'localmim_mm')
+
+
+def read_checkpoint(path: str, map_location: str = 'cpu', trusted: bool = False) -> dict:
+    """Load a checkpoint file with the weights-only unpickler (runner checkpoints written by a
+    process that imported ``localmim_mm`` load too, see ``localmim_mm.utils.checkpoint``).
+
+    ``trusted=True`` uses the full unpickler (it can run code: only for files you trust, e.g.
+    a release checkpoint that pickles its ``argparse`` arguments)."""
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'checkpoint {path!r} does not exist; give the path of a .pth '
+                                'file (runner, published or authors\' release checkpoint)')
+    from localmim_mm.utils import allow_runner_checkpoints
+    allow_runner_checkpoints()
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=not trusted)
+    except Exception as err:  # the unpickler's errors are of many types
+        raise ValueError(
+            f'{path!r} does not load with torch.load(weights_only=True): {err}. The file pickles '
+            'Python objects (runner checkpoints written without the localmim_mm plugin, release '
+            'files with their argparse arguments); if you trust it, the converters accept '
+            '--trust-pickle') from err
+    if not isinstance(ckpt, dict):
+        raise ValueError(f'{path!r} holds a {type(ckpt).__name__}, not a checkpoint dict')
+    return ckpt
+
+
+def model_state_dict(ckpt: dict, path: str = 'checkpoint') -> Tuple[StateDict, str]:
+    """The tensors of a checkpoint and where they were: ``'state_dict'`` (mmengine runner or
+    published), ``'model'`` (the authors' timm/MAE-style release) or the top level (raw)."""
+    for key in ('state_dict', 'model'):
+        if isinstance(ckpt.get(key), dict):
+            return _only_tensors(ckpt[key], f'{path}[{key!r}]'), key
+    if ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
+        return dict(ckpt), 'top level'
+    raise ValueError(f'{path}: no state dict found: expected a "state_dict" (mmengine) or "model" '
+                     f'(authors\' release) entry, or a plain name->tensor dict; top-level keys '
+                     f'are {sorted(ckpt)[:10]}')
+
+
+def _only_tensors(state_dict: dict, where: str) -> StateDict:
+    bad = [k for k, v in state_dict.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise ValueError(f'{where} holds non-tensor entries {bad[:5]}; not a model state dict')
+    if not state_dict:
+        raise ValueError(f'{where} is empty: nothing to convert or load')
+    return dict(state_dict)
+
+
+def select_prefix(state_dict: StateDict, prefix: Optional[str], source: str = 'checkpoint'
+                  ) -> StateDict:
+    """Keys starting with ``prefix``, prefix removed (all keys when ``prefix`` is None/empty)."""
+    if not prefix:
+        return dict(state_dict)
+    selected = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+    if not selected:
+        heads = sorted({k.split('.')[0] for k in state_dict})
+        raise ValueError(
+            f'no key of {source} starts with prefix {prefix!r}; its keys start with {heads[:12]}. '
+            'A backbone-only file (tools/model_converters/extract_backbone.py) needs prefix=None; '
+            'an authors\' release file must first go through '
+            'tools/model_converters/localmim_release_to_mm.py')
+    return selected
+
+
+def package_versions() -> Dict[str, str]:
+    versions = {'torch': str(torch.__version__)}  # with its build tag (e.g. +cu130)
+    for name in VERSIONED_PACKAGES[1:]:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            if name == 'localmim_mm':
+                from localmim_mm import __version__
+                versions[name] = __version__
+    return versions
+
+
+def sha256_of(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def zoo_file_name(name: str, sha256: str, date: Optional[datetime.date] = None) -> str:
+    """Model-zoo file name ``<name>_<YYYYMMDD>-<sha256[:8]>.pth``."""
+    date = date or datetime.date.today()
+    return f'{name}_{date.strftime("%Y%m%d")}-{sha256[:8]}.pth'
+
+
+def save_pure_checkpoint(state_dict: StateDict, meta: dict, out_path: str) -> str:
+    """Write ``{'state_dict', 'meta'}`` atomically and check it re-loads weights-only."""
+    if not state_dict:
+        raise ValueError(f'refusing to write {out_path!r}: the state dict is empty')
+    _only_tensors(state_dict, 'state dict to save')
+    out_dir = osp.dirname(osp.abspath(out_path))
+    os.makedirs(out_dir, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix='.pth.tmp', dir=out_dir)
+    os.close(fd)
+    try:
+        torch.save({'state_dict': state_dict, 'meta': meta}, tmp)
+        reloaded = torch.load(tmp, map_location='cpu', weights_only=True)
+        if sorted(reloaded['state_dict']) != sorted(state_dict):
+            raise RuntimeError(f'{tmp} re-loaded with different keys')
+        os.replace(tmp, out_path)
+    finally:
+        if osp.exists(tmp):
+            os.remove(tmp)
+    return out_path

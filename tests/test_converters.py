@@ -1,0 +1,318 @@
+"""Checkpoint tools: publish, extract backbone, authors' release -> localmim_mm.
+
+The release state dicts are built here by hand with the release's key names and shapes (tiny
+dims); the expected placement of every tensor is written out independently of the converters'
+rule tables (by module attribute, and for PatchMerging by re-implementing both merge orders).
+"""
+import importlib.util
+import os
+import os.path as osp
+import re
+
+import pytest
+import torch
+import torch.nn.functional as F
+from mmengine.logging import HistoryBuffer, MessageHub
+from mmpretrain.models import SwinTransformer, VisionTransformer
+
+import localmim_mm  # noqa: F401
+from localmim_mm.transfer import load_pretrained, sha256_of
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def _tool(name):
+    path = osp.join(REPO, 'tools', 'model_converters', f'{name}.py')
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+publish_model = _tool('publish_model')
+extract_backbone = _tool('extract_backbone')
+release_to_mm = _tool('localmim_release_to_mm')
+
+# tiny ViT: 32 px, patch 8 (4x4 grid), width 32, depth 4, 2 heads
+VIT = dict(embed_dims=32, num_layers=4, num_heads=2, feedforward_channels=128)
+# tiny Swin: 64 px, patch 4 (16x16), window 2, width 8, depths 1/1/1/1
+SWIN = dict(embed_dims=8, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2])
+SWIN_WINDOW = 2
+
+
+def _vit():
+    return VisionTransformer(arch=VIT, img_size=32, patch_size=8, final_norm=False,
+                             out_type='avg_featmap')
+
+
+def _swin():
+    return SwinTransformer(arch=SWIN, img_size=64, window_size=SWIN_WINDOW)
+
+
+def release_vit_state(depth=4, dim=32, grid=16, taps=4, with_decoder=True):
+    """The release's MaskedAutoencoderViT state dict (models_mim.py) with random values."""
+    g = torch.Generator().manual_seed(0)
+    r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
+    sd = {'cls_token': r(1, 1, dim), 'pos_embed': r(1, 1 + grid, dim),
+          'patch_embed.proj.weight': r(dim, 3, 8, 8), 'patch_embed.proj.bias': r(dim)}
+    for i in range(depth):
+        b = f'blocks.{i}.'
+        sd.update({b + 'norm1.weight': r(dim), b + 'norm1.bias': r(dim),
+                   b + 'attn.qkv.weight': r(3 * dim, dim), b + 'attn.qkv.bias': r(3 * dim),
+                   b + 'attn.proj.weight': r(dim, dim), b + 'attn.proj.bias': r(dim),
+                   b + 'norm2.weight': r(dim), b + 'norm2.bias': r(dim),
+                   b + 'mlp.fc1.weight': r(4 * dim, dim), b + 'mlp.fc1.bias': r(4 * dim),
+                   b + 'mlp.fc2.weight': r(dim, 4 * dim), b + 'mlp.fc2.bias': r(dim)})
+    for k in range(taps):
+        sd.update({f'norm.{k}.weight': r(dim), f'norm.{k}.bias': r(dim)})
+    if with_decoder:
+        sd.update({'decoder.0.embed.weight': r(16, dim), 'decoder.0.mask_token': r(1, 1, 16),
+                   'decoder.0.pred.0.weight': r(16, 8, 2, 2),
+                   'hog_enc.0.conv.weight': r(2, 1, 3, 3)})
+    return sd
+
+
+def release_swin_state(dim=8, depths=(1, 1, 1, 1), heads=(1, 1, 2, 2), window=2):
+    """The release's MaskedAutoencoderSwin state dict (encoder.* of models_mim.py)."""
+    g = torch.Generator().manual_seed(1)
+    r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
+    e = 'encoder.'
+    sd = {e + 'patch_embed.proj.weight': r(dim, 3, 4, 4), e + 'patch_embed.proj.bias': r(dim),
+          e + 'patch_embed.norm.weight': r(dim), e + 'patch_embed.norm.bias': r(dim)}
+    for i, (depth, nh) in enumerate(zip(depths, heads)):
+        c = dim * 2**i
+        for j in range(depth):
+            b = f'{e}layers.{i}.blocks.{j}.'
+            sd.update({
+                b + 'norm1.weight': r(c), b + 'norm1.bias': r(c),
+                b + 'attn.relative_position_bias_table': r((2 * window - 1)**2, nh),
+                b + 'attn.relative_position_index': torch.zeros(window**2, window**2).long(),
+                b + 'attn.qkv.weight': r(3 * c, c), b + 'attn.qkv.bias': r(3 * c),
+                b + 'attn.proj.weight': r(c, c), b + 'attn.proj.bias': r(c),
+                b + 'norm2.weight': r(c), b + 'norm2.bias': r(c),
+                b + 'mlp.fc1.weight': r(4 * c, c), b + 'mlp.fc1.bias': r(4 * c),
+                b + 'mlp.fc2.weight': r(c, 4 * c), b + 'mlp.fc2.bias': r(c)})
+        if i < len(depths) - 1:
+            d = f'{e}layers.{i}.downsample.'
+            sd.update({d + 'reduction.weight': r(2 * c, 4 * c), d + 'norm.weight': r(4 * c),
+                       d + 'norm.bias': r(4 * c)})
+    for k, mult in enumerate([2, 4, 8, 8]):
+        sd.update({f'{e}norm.{k}.weight': r(dim * mult), f'{e}norm.{k}.bias': r(dim * mult)})
+    sd.update({'decoder.0.embed.weight': r(4, 2 * dim), 'hog_enc.0.conv.weight': r(2, 1, 3, 3)})
+    return sd
+
+
+def _save_release(tmp_path, state, name='release.pth'):
+    path = str(tmp_path / name)
+    torch.save({'model': state}, path)
+    return path
+
+
+# ----------------------------------------------------------------------------- release ViT
+def test_release_vit_lands_where_timm_names_say(tmp_path):
+    src = release_vit_state()
+    out = str(tmp_path / 'converted.pth')
+    release_to_mm.convert(_save_release(tmp_path, src), out)
+    ckpt = torch.load(out, weights_only=True)
+    assert ckpt['meta']['converted_from'] == 'release-vit'
+    assert ckpt['meta']['dropped_keys'] == 4  # decoder (3) + HOG filter (1)
+    vit = _vit()
+    report = load_pretrained(vit, out, prefix='backbone.', allow_missing=['ln2.*'])
+    assert sorted(report.missing_allowed) == ['ln2.bias', 'ln2.weight']
+    assert torch.equal(vit.cls_token, src['cls_token'])
+    assert torch.equal(vit.pos_embed, src['pos_embed'])
+    assert torch.equal(vit.patch_embed.projection.weight, src['patch_embed.proj.weight'])
+    for i, layer in enumerate(vit.layers):
+        b = f'blocks.{i}.'
+        assert torch.equal(layer.ln1.weight, src[b + 'norm1.weight'])
+        assert torch.equal(layer.attn.qkv.weight, src[b + 'attn.qkv.weight'])
+        assert torch.equal(layer.attn.proj.bias, src[b + 'attn.proj.bias'])
+        assert torch.equal(layer.ln2.bias, src[b + 'norm2.bias'])
+        assert torch.equal(layer.ffn.layers[0][0].weight, src[b + 'mlp.fc1.weight'])
+        assert torch.equal(layer.ffn.layers[1].weight, src[b + 'mlp.fc2.weight'])
+    for k in range(4):  # per-tap norms become the neck's
+        assert torch.equal(ckpt['state_dict'][f'neck.norms.{k}.weight'], src[f'norm.{k}.weight'])
+
+
+def test_release_vit_blocks_compute_the_timm_block(tmp_path):
+    """One converted block equals a hand-written timm block (pre-norm attention + MLP)."""
+    src = release_vit_state()
+    out = str(tmp_path / 'converted.pth')
+    release_to_mm.convert(_save_release(tmp_path, src), out)
+    vit = _vit()
+    load_pretrained(vit, out, prefix='backbone.', allow_missing=['ln2.*'])
+    x = torch.randn(2, 17, 32)
+    b, heads = 'blocks.0.', 2
+
+    def ln(t, name):
+        return F.layer_norm(t, (32, ), src[name + '.weight'], src[name + '.bias'], eps=1e-6)
+
+    h = ln(x, b + 'norm1')
+    qkv = (h @ src[b + 'attn.qkv.weight'].T + src[b + 'attn.qkv.bias']).view(2, 17, 3, heads, 16)
+    q, k, v = qkv.permute(2, 0, 3, 1, 4)
+    att = ((q @ k.transpose(-2, -1)) * 16**-0.5).softmax(-1)
+    y = (att @ v).transpose(1, 2).reshape(2, 17, 32)
+    x1 = x + y @ src[b + 'attn.proj.weight'].T + src[b + 'attn.proj.bias']
+    h = F.gelu(ln(x1, b + 'norm2') @ src[b + 'mlp.fc1.weight'].T + src[b + 'mlp.fc1.bias'])
+    expected = x1 + h @ src[b + 'mlp.fc2.weight'].T + src[b + 'mlp.fc2.bias']
+    vit.eval()
+    torch.testing.assert_close(vit.layers[0](x), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_release_vit_finetuned_layout(tmp_path):
+    """A release fine-tuned ViT (final ``norm``, ``fc_norm``, ``head``) maps too."""
+    src = release_vit_state(taps=0, with_decoder=False)
+    src.update({'norm.weight': torch.rand(32), 'norm.bias': torch.rand(32),
+                'fc_norm.weight': torch.rand(32), 'fc_norm.bias': torch.rand(32),
+                'head.weight': torch.rand(10, 32), 'head.bias': torch.rand(10)})
+    out = str(tmp_path / 'converted.pth')
+    release_to_mm.convert(_save_release(tmp_path, src), out)
+    sd = torch.load(out, weights_only=True)['state_dict']
+    assert torch.equal(sd['backbone.ln1.weight'], src['norm.weight'])
+    assert torch.equal(sd['backbone.ln2.bias'], src['fc_norm.bias'])
+    assert torch.equal(sd['head.fc.weight'], src['head.weight'])
+
+
+# ----------------------------------------------------------------------------- release Swin
+def release_merge(x, hw, norm_w, norm_b, red_w):
+    """The release's PatchMerging: 2x2 groups concatenated (0,0),(0,1),(1,0),(1,1) (row, col)."""
+    b, _, c = x.shape
+    h, w = hw
+    g = x.view(b, h // 2, 2, w // 2, 2, c).permute(0, 1, 3, 2, 4, 5)  # B, h/2, w/2, row, col, C
+    g = g.reshape(b, (h // 2) * (w // 2), 4 * c)
+    return F.layer_norm(g, (4 * c, ), norm_w, norm_b) @ red_w.T
+
+
+def original_swin_merge(x, hw, norm_w, norm_b, red_w):
+    """Original Swin: x0 = (0,0), x1 = (1,0), x2 = (0,1), x3 = (1,1) (row, col)."""
+    b, _, c = x.shape
+    h, w = hw
+    m = x.view(b, h, w, c)
+    g = torch.cat([m[:, 0::2, 0::2], m[:, 1::2, 0::2], m[:, 0::2, 1::2], m[:, 1::2, 1::2]], -1)
+    return F.layer_norm(g.reshape(b, -1, 4 * c), (4 * c, ), norm_w, norm_b) @ red_w.T
+
+
+def test_release_swin_keys_fill_mmpretrain_swin(tmp_path):
+    src = release_swin_state()
+    out = str(tmp_path / 'converted.pth')
+    release_to_mm.convert(_save_release(tmp_path, src), out)
+    meta = torch.load(out, weights_only=True)['meta']
+    assert meta['converted_from'] == 'release-swin'
+    assert meta['dropped_keys'] == 2 + 4  # decoder + HOG filter + 4 relative_position_index
+    swin = _swin()
+    report = load_pretrained(swin, out, prefix='backbone.', allow_missing=['norm3.*'])
+    assert sorted(report.missing_allowed) == ['norm3.bias', 'norm3.weight']
+    assert all('relative_position_index' in k for k in report.missing_buffers)
+    blk = swin.stages[2].blocks[0]
+    pre = 'encoder.layers.2.blocks.0.'
+    assert torch.equal(blk.attn.w_msa.qkv.weight, src[pre + 'attn.qkv.weight'])
+    assert torch.equal(blk.attn.w_msa.relative_position_bias_table,
+                       src[pre + 'attn.relative_position_bias_table'])
+    assert torch.equal(blk.ffn.layers[1].bias, src[pre + 'mlp.fc2.bias'])
+    assert torch.equal(swin.patch_embed.norm.weight, src['encoder.patch_embed.norm.weight'])
+
+
+@pytest.mark.parametrize('stage', [0, 1, 2])
+def test_release_swin_patch_merging_is_numerically_preserved(tmp_path, stage):
+    src = release_swin_state()
+    out = str(tmp_path / 'converted.pth')
+    release_to_mm.convert(_save_release(tmp_path, src), out)
+    swin = _swin()
+    load_pretrained(swin, out, prefix='backbone.', allow_missing=['norm3.*'])
+    c, side = 8 * 2**stage, 16 // 2**stage
+    x = torch.randn(2, side * side, c)
+    d = f'encoder.layers.{stage}.downsample.'
+    weights = (src[d + 'norm.weight'], src[d + 'norm.bias'], src[d + 'reduction.weight'])
+    expected = release_merge(x, (side, side), *weights)
+    got, out_hw = swin.stages[stage].downsample(x, (side, side))
+    assert out_hw == (side // 2, side // 2)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+    # the check discriminates: the original Swin order differs from the release's
+    assert not torch.allclose(original_swin_merge(x, (side, side), *weights), expected, atol=1e-3)
+
+
+def test_release_converter_refuses_unknown_layouts(tmp_path):
+    out = str(tmp_path / 'out.pth')
+    with pytest.raises(ValueError, match='not an authors\' release'):
+        release_to_mm.convert(_save_release(tmp_path, {'foo.weight': torch.ones(2)}), out)
+    assert not osp.exists(out)
+    vit = release_vit_state()
+    vit['blocks.0.attn.q_bias'] = torch.ones(32)  # a key no rule knows: no partial file
+    with pytest.raises(ValueError, match='match no rule'):
+        release_to_mm.convert(_save_release(tmp_path, vit), out)
+    ours = {'backbone.cls_token': torch.ones(1, 1, 32)}
+    with pytest.raises(ValueError, match='already has this project'):
+        release_to_mm.convert(_save_release(tmp_path, ours), out)
+    assert not osp.exists(out)
+    assert os.listdir(tmp_path) == ['release.pth']  # no temporary left behind
+
+
+# ----------------------------------------------------------------------------- publish / extract
+@pytest.fixture
+def runner_checkpoint(tmp_path):
+    """A checkpoint with mmengine's runner layout (meta with cfg, optimizer, message hub with a
+    HistoryBuffer, schedulers), as CheckpointHook writes it."""
+    model = torch.nn.ModuleDict({'backbone': _vit(), 'neck': torch.nn.LayerNorm(32)})
+    opt = torch.optim.AdamW(model.parameters())
+    hub = MessageHub('publish_test')
+    hub.update_scalar('train/loss', 1.5)
+    assert isinstance(hub.log_scalars['train/loss'], HistoryBuffer)
+    ckpt = dict(meta=dict(cfg='model = dict(type="LocalMIM")\n', epoch=3, iter=30, seed=0),
+                state_dict=model.state_dict(), optimizer=opt.state_dict(),
+                message_hub=hub.state_dict(), param_schedulers=[dict(last_epoch=3)])
+    path = str(tmp_path / 'epoch_3.pth')
+    torch.save(ckpt, path)
+    return path, model.state_dict()
+
+
+def test_publish_makes_a_pure_tensor_zoo_file(tmp_path, runner_checkpoint):
+    path, state = runner_checkpoint
+    final = publish_model.publish(path, str(tmp_path / 'zoo' / 'localmim_vit-tiny.pth'))
+    name = osp.basename(final)
+    match = re.fullmatch(r'localmim_vit-tiny_(\d{8})-([0-9a-f]{8})\.pth', name)
+    assert match, name
+    assert match.group(2) == sha256_of(final)[:8]
+    assert os.listdir(tmp_path / 'zoo') == [name]
+    ckpt = torch.load(final, weights_only=True)
+    assert sorted(ckpt) == ['meta', 'state_dict']
+    assert sorted(ckpt['state_dict']) == sorted(state)
+    for k, v in state.items():
+        assert torch.equal(ckpt['state_dict'][k], v)
+    meta = ckpt['meta']
+    assert meta['config'].startswith('model = dict(type="LocalMIM")')
+    assert meta['epoch'] == 3 and meta['iter'] == 30
+    assert meta['versions']['torch'] == torch.__version__
+    assert {'mmengine', 'mmpretrain', 'localmim_mm'} <= set(meta['versions'])
+
+
+def test_publish_refuses_non_runner_files(tmp_path):
+    src = _save_release(tmp_path, release_vit_state())
+    with pytest.raises(ValueError, match='not an mmengine runner checkpoint'):
+        publish_model.publish(src, str(tmp_path / 'out.pth'))
+    assert sorted(os.listdir(tmp_path)) == ['release.pth']
+
+
+@pytest.mark.parametrize('keep_prefix', [False, True])
+def test_extract_backbone(tmp_path, runner_checkpoint, keep_prefix):
+    path, state = runner_checkpoint
+    out = str(tmp_path / 'backbone.pth')
+    extract_backbone.extract(path, out, keep_prefix=keep_prefix)
+    ckpt = torch.load(out, weights_only=True)
+    expected = {k: v for k, v in state.items() if k.startswith('backbone.')}
+    if not keep_prefix:
+        expected = {k[len('backbone.'):]: v for k, v in expected.items()}
+    assert sorted(ckpt['state_dict']) == sorted(expected)
+    assert ckpt['meta']['key_layout'] == ('backbone-prefixed' if keep_prefix else
+                                          'backbone-relative')
+    vit = _vit()  # the backbone-relative file loads with no prefix
+    load_pretrained(vit, out, prefix='backbone.' if keep_prefix else None,
+                    allow_missing=['ln2.*'])
+    assert torch.equal(vit.layers[3].attn.qkv.weight, state['backbone.layers.3.attn.qkv.weight'])
+
+
+def test_extract_refuses_files_without_backbone(tmp_path):
+    src = _save_release(tmp_path, release_vit_state())
+    out = str(tmp_path / 'out.pth')
+    with pytest.raises(ValueError, match="starts with prefix 'backbone.'"):
+        extract_backbone.extract(src, out)
+    assert not osp.exists(out)

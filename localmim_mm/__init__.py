@@ -7,6 +7,7 @@ only by the configs that need them (``import localmim_mm`` never imports mmdet o
 """
 from .version import __version__  # noqa: F401
 from . import engine, models  # noqa: F401,E402
+from . import datasets, transfer  # noqa: F401,E402
 from .utils import allow_runner_checkpoints  # noqa: E402
 
 allow_runner_checkpoints()

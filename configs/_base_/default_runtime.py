@@ -7,8 +7,15 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=100),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', interval=10, max_keep_ckpts=3),
+    # Atomic writes; the oldest checkpoint is removed only once the new one is complete.
+    checkpoint=dict(type='AtomicCheckpointHook', interval=10, max_keep_ckpts=3),
     sampler_seed=dict(type='DistSamplerSeedHook'),
+    # Reliability (localmim_mm/engine, docs/guarantees.md): --resume continues the same random
+    # streams and batches, NaN / inf losses stop the run before they are checkpointed.
+    rng_state=dict(type='RNGStateHook'),
+    deterministic_pipeline=dict(type='DeterministicPipelineHook'),
+    mid_epoch_resume=dict(type='MidEpochResumeHook'),
+    non_finite_loss=dict(type='NonFiniteLossHook'),
 )
 
 env_cfg = dict(

@@ -1,6 +1,7 @@
 from typing import Dict, List
 
 import torch
+from mmpretrain.models.backbones import VisionTransformer
 from mmpretrain.models.selfsup.base import BaseSelfSupervisor
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
@@ -31,16 +32,35 @@ class LocalMIM(BaseSelfSupervisor):
             raise ValueError(
                 f'LocalMIM: backbone.out_indices has {taps} taps, head.scales {scales} entries '
                 f'and target_generator.cell_sizes {cells}; the three lists must have equal length')
+        self._check_cell_sizes()
+
+    def _tap_strides(self):
+        """Pixels per token of each tap: ``backbone.tap_strides`` if given, else the ViT patch
+        (``None``: the backbone does not tell, nothing to check)."""
         strides = getattr(self.backbone, 'tap_strides', None)
+        if strides is None and isinstance(self.backbone, VisionTransformer):
+            strides = [self.backbone.patch_embed.projection.stride[0]] * len(self.head.scales)
+        return strides
+
+    def _check_cell_sizes(self) -> None:
+        """Each target cell must fit in the image and be the tap's token stride / its scale."""
+        strides = self._tap_strides()
         if strides is None:
             return
-        expected = [int(s / k) for s, k in zip(strides, self.head.scales)]
-        if expected != list(self.target_generator.cell_sizes):
+        cells = list(self.target_generator.cell_sizes)
+        img_size = getattr(self.backbone, 'img_size', None)
+        for i, cell in enumerate(cells):
+            if img_size is not None and cell > min(img_size):
+                raise ValueError(
+                    f'LocalMIM: target_generator.cell_sizes[{i}]={cell} px is larger than the '
+                    f'image (backbone img_size={tuple(img_size)}); use a smaller cell')
+        expected = [s / k for s, k in zip(strides, self.head.scales)]
+        if expected != cells:
+            shown = f'[{", ".join(f"{c:g}" for c in expected)}]'
             raise ValueError(
-                f'LocalMIM: taps {self.backbone.tap_names} have {strides}-px tokens and head scales '
-                f'{self.head.scales}, so the target cells are {expected} px, but '
-                f'target_generator.cell_sizes={self.target_generator.cell_sizes}; set it to '
-                f'{expected}')
+                f'LocalMIM: taps {self.backbone.tap_names} have {list(strides)}-px tokens and '
+                f'head scales {self.head.scales}, so the target cells are {shown} px, but '
+                f'target_generator.cell_sizes={cells}; set it to {shown}')
 
     def extract_feat(self, inputs: torch.Tensor):
         return self.backbone(inputs, mask=None)

@@ -2,6 +2,7 @@
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
+from mmengine.dist import get_dist_info
 from mmpretrain.models.backbones.vision_transformer import VisionTransformer
 from mmpretrain.models.selfsup.mae import MAEViT
 from mmpretrain.models.utils import build_2d_sincos_position_embedding, resize_pos_embed
@@ -65,6 +66,8 @@ class LocalMIMViT(MAEViT):
             out_type=out_type, interpolate_mode=interpolate_mode, patch_cfg=patch_cfg,
             layer_cfgs=layer_cfgs, mask_ratio=mask_ratio, init_cfg=init_cfg)
         self.isolate_grad = isolate_grad
+        # Set by ``RNGStateHook``: masks then do not depend on the rank split (see mask_noise).
+        self.mask_generator: Optional[torch.Generator] = None
         self.patch_size = patch_size
 
     @property
@@ -92,7 +95,7 @@ class LocalMIMViT(MAEViT):
         """
         n, length, dims = x.shape
         len_keep = int(length * (1 - mask_ratio))
-        noise = torch.rand(n, length, device=x.device)
+        noise = self.mask_noise(n, length, x.device)
         ids_shuffle = torch.argsort(noise, dim=1)
         ids_keep, _ = torch.sort(ids_shuffle[:, :len_keep], dim=1)
         mask = torch.ones(n, length, device=x.device)
@@ -101,6 +104,20 @@ class LocalMIMViT(MAEViT):
         ids_restore = torch.argsort(ids_shuffle, dim=1)
         x_visible = torch.gather(x, 1, ids_keep.unsqueeze(-1).expand(-1, -1, dims))
         return x_visible, mask, ids_restore
+
+    def mask_noise(self, batch: int, length: int, device: torch.device) -> torch.Tensor:
+        """Uniform noise ranking each sample's patches (the lowest ``len_keep`` stay visible).
+
+        Without ``mask_generator`` it is drawn from the global RNG. With one (seeded alike on
+        every rank), the noise of the whole global batch is drawn and each rank keeps its rows
+        ``rank::world_size``: mmengine's ``DefaultSampler`` deals the global batch out in that
+        order, so each sample gets the same mask whatever the number of processes.
+        """
+        if self.mask_generator is None:
+            return torch.rand(batch, length, device=device)
+        rank, world_size = get_dist_info()
+        noise = torch.rand(batch * world_size, length, generator=self.mask_generator)
+        return noise[rank::world_size].to(device)
 
     def forward(self, x: torch.Tensor, mask: Optional[bool] = True):
         """Returns ``(tap_features, mask, ids_restore)`` when masking, else the plain ViT output.

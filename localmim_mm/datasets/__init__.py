@@ -1,0 +1,3 @@
+from .load_image import CorruptImageError, StrictLoadImageFromFile
+
+__all__ = ['CorruptImageError', 'StrictLoadImageFromFile']

@@ -1,0 +1,100 @@
+"""Random states in runner checkpoints, so that a resumed run continues the same random streams."""
+import logging
+import random
+from typing import List, Optional
+
+import numpy as np
+import torch
+from mmengine.dist import all_gather_object, get_dist_info
+from mmengine.hooks import Hook
+from mmengine.logging import print_log
+from mmengine.model import is_model_wrapper
+from mmpretrain.registry import HOOKS
+
+from .seeds import rank0_seed
+
+__all__ = ['RNGStateHook']
+
+
+def capture_rng_states() -> dict:
+    """This process's global random states, as types that load under ``weights_only=True``."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    states = dict(torch=torch.get_rng_state(), python=random.getstate(),
+                  numpy=(name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss))
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states['cuda'] = torch.cuda.get_rng_state()
+    return states
+
+
+def restore_rng_states(states: dict) -> None:
+    torch.set_rng_state(states['torch'])
+    random.setstate(states['python'])
+    name, keys, pos, has_gauss, gauss = states['numpy']
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    if 'cuda' in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state(states['cuda'])
+
+
+@HOOKS.register_module()
+class RNGStateHook(Hook):
+    """Save and restore every random state that training consumes.
+
+    mmengine 0.10.7 re-seeds a resumed run from the config seed and saves no random state, so
+    after ``--resume`` masks, drop-path and data-loading randomness start over. This hook:
+
+    * gives each module with a ``mask_generator`` attribute (``LocalMIMViT``) its own generator,
+      seeded alike on every rank (rank 0's seed), so masks depend neither on the rank split nor on
+      other consumers of the global RNG;
+    * gives the train dataloader a private generator: creating a dataloader iterator then no
+      longer draws from the global torch RNG (a resumed run creates its iterator at another point
+      of the random stream than the uninterrupted one);
+    * stores the global torch / CUDA / numpy / python states of every rank and the mask
+      generators' states in each checkpoint (``checkpoint['rng_states']``) and restores them
+      when resuming (not for ``load_from``: a fine-tune starts its own streams).
+
+    With more than one process the states of all ranks are gathered after each iteration (the
+    checkpoint is written by rank 0 only); that is one small ``all_gather`` per iteration.
+    """
+    priority = 'LOW'  # after_train_iter before CheckpointHook (VERY_LOW) saves
+
+    def __init__(self) -> None:
+        self._rank_states: Optional[List[dict]] = None
+        self._resumed: Optional[dict] = None
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        self._resumed = checkpoint.get('rng_states')
+
+    def before_train(self, runner) -> None:
+        seed = rank0_seed(runner)
+        for i, module in enumerate(self._mask_modules(runner)):
+            module.mask_generator = torch.Generator().manual_seed(seed + i)
+        loader = runner.train_dataloader
+        if loader.generator is None:
+            loader.generator = torch.Generator().manual_seed(seed)
+        states, self._resumed = self._resumed, None
+        if states is None or runner.iter == 0:  # nothing saved, or load_from (not a resume)
+            return
+        rank, world_size = get_dist_info()
+        for module, state in zip(self._mask_modules(runner), states['mask']):
+            module.mask_generator.set_state(state)
+        if len(states['ranks']) != world_size:
+            print_log(f'RNGStateHook: the checkpoint holds the random states of '
+                      f'{len(states["ranks"])} processes, this run has {world_size}; the global '
+                      'random states stay freshly seeded (masks are restored)',
+                      logger='current', level=logging.WARNING)
+            return
+        restore_rng_states(states['ranks'][rank])
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+        if get_dist_info()[1] > 1:
+            self._rank_states = all_gather_object(capture_rng_states())
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        ranks = self._rank_states if get_dist_info()[1] > 1 else [capture_rng_states()]
+        masks = [m.mask_generator.get_state() for m in self._mask_modules(runner)]
+        checkpoint['rng_states'] = dict(ranks=ranks, mask=masks)
+
+    @staticmethod
+    def _mask_modules(runner) -> list:
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        return [m for m in model.modules() if hasattr(m, 'mask_generator')]

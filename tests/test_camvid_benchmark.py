@@ -1,0 +1,28 @@
+"""Smoke test of tools/benchmarks/camvid_transfer.py in --quick mode (real CamVid, CPU)."""
+import json
+import os.path as osp
+import sys
+
+import pytest
+
+from .conftest import REPO, SHARED_DATA, run_tool
+
+
+def test_quick_mode_runs_every_arm(tmp_path):
+    archive = osp.join(SHARED_DATA, 'camvid.tar.gz')
+    if not osp.isfile(archive):
+        pytest.skip(f'{archive} is absent (the shared CamVid copy; not in a fresh clone)')
+    out = tmp_path / 'camvid'
+    run_tool([sys.executable, osp.join(REPO, 'tools', 'benchmarks', 'camvid_transfer.py'),
+              '--quick', '--out-dir', str(out), '--camvid', archive], timeout=1500)
+    results = json.loads((out / 'results.json').read_text())
+    assert results['quick'] and set(results['runs']) == {'random', 'mae', 'localmim'}
+    for name, run in results['runs'].items():
+        assert 0 <= run['mIoU'] <= 100, name
+        assert ('pretraining' in run) == (name != 'random')
+    for name in ('mae', 'localmim'):
+        assert results['runs'][name]['pretraining']['iters'] >= 1
+        log = (out / f'finetune_{name}' / 'finetune.log').read_text()
+        assert 'LoudPretrained: loaded 100 of 132 tensors of BEiTViT' in log, name
+    assert 'LoudPretrained' not in (out / 'finetune_random' / 'finetune.log').read_text()
+    assert 'camvid_transfer.py --quick' in (out / 'results.md').read_text()

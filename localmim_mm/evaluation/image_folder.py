@@ -1,0 +1,67 @@
+"""Load an image-folder split (``<root>/<split>/<class>/<image>``) into one uint8 tensor."""
+import hashlib
+import os
+import os.path as osp
+from typing import List, Optional, Tuple
+
+import numpy as np
+import torch
+from PIL import Image
+
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.ppm', '.webp')
+
+
+def list_image_folder(root: str, split: str,
+                      per_class: Optional[int] = None) -> Tuple[List[str], List[int], List[str]]:
+    """Paths, labels and class names (sorted folder names) of a split; ``per_class`` keeps the
+    first N images of each class (sorted by file name)."""
+    split_dir = osp.join(root, split)
+    if not osp.isdir(split_dir):
+        raise FileNotFoundError(f'image folder split {split_dir!r} does not exist; expected '
+                                f'{root}/{split}/<class>/<image> (set --data-root / the split '
+                                'name to an existing folder)')
+    classes = sorted(d for d in os.listdir(split_dir) if osp.isdir(osp.join(split_dir, d)))
+    if not classes:
+        raise FileNotFoundError(f'{split_dir!r} has no class folders')
+    paths, labels = [], []
+    for label, name in enumerate(classes):
+        files = sorted(f for f in os.listdir(osp.join(split_dir, name))
+                       if f.lower().endswith(IMAGE_EXTENSIONS))
+        files = files[:per_class] if per_class else files
+        paths += [osp.join(split_dir, name, f) for f in files]
+        labels += [label] * len(files)
+    if not paths:
+        raise FileNotFoundError(f'{split_dir!r} has class folders but no images')
+    return paths, labels, classes
+
+
+def load_image_folder(root: str, split: str, size: int, per_class: Optional[int] = None,
+                      cache_dir: Optional[str] = None) -> Tuple[torch.Tensor, torch.Tensor,
+                                                                 List[str]]:
+    """Images resized to ``size x size`` (bicubic) as a (N, 3, size, size) uint8 RGB tensor,
+    their labels (N,) and the class names. With ``cache_dir`` the decoded arrays are stored as
+    ``.npz`` and reused (keyed by the folder path, split, size, per_class and file list)."""
+    paths, labels, classes = list_image_folder(root, split, per_class)
+    cache = None
+    if cache_dir:
+        key = hashlib.sha1('\n'.join([osp.abspath(root), split, str(size), str(per_class)]
+                                     + paths).encode()).hexdigest()[:16]
+        cache = osp.join(cache_dir, f'{split}_{size}px_{key}.npz')
+        if osp.exists(cache):
+            data = np.load(cache)
+            return torch.from_numpy(data['images']), torch.from_numpy(data['labels']), classes
+    images = np.stack([_load(p, size) for p in paths])
+    labels = np.asarray(labels, dtype=np.int64)
+    if cache:
+        os.makedirs(cache_dir, exist_ok=True)
+        np.savez(cache + '.tmp.npz', images=images, labels=labels)
+        os.replace(cache + '.tmp.npz', cache)
+    return torch.from_numpy(images), torch.from_numpy(labels), classes
+
+
+def _load(path: str, size: int) -> np.ndarray:
+    with Image.open(path) as img:
+        img = img.convert('RGB')
+        if img.size != (size, size):
+            img = img.resize((size, size), Image.BICUBIC)
+        return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).copy()

@@ -271,8 +271,7 @@ def test_plain_forward_is_swin_transformer():
 
 # ----------------------------------------------------------------------------- checkpoints
 def test_checkpoint_loads_into_mmpretrain_and_mmdet_swin(tmp_path):
-    mmdet_models = pytest.importorskip('mmdet.models')  # noqa: F841
-    from mmdet.registry import MODELS as DET_MODELS
+    mmdet_backbones = pytest.importorskip('mmdet.models.backbones')
     cfg = Config.fromfile(TINY_CFG)
     algo = MODELS.build(cfg.model)
     algo.init_weights()
@@ -286,10 +285,12 @@ def test_checkpoint_loads_into_mmpretrain_and_mmdet_swin(tmp_path):
                                init_cfg=dict(type='Pretrained', checkpoint=path,
                                              prefix='backbone.'))
     pretrain.init_weights()
-    det = DET_MODELS.build(dict(type='SwinTransformer', embed_dims=32, depths=[2, 2, 2, 2],
-                                num_heads=[1, 2, 4, 8], window_size=4, drop_path_rate=0.,
-                                convert_weights=False,
-                                init_cfg=ConfigDict(type='Pretrained', checkpoint=path)))
+    # The class itself, not a registry build: an earlier test may leave the default scope at
+    # mmpretrain, whose registry would then resolve 'SwinTransformer' to its own class.
+    det = mmdet_backbones.SwinTransformer(
+        embed_dims=32, depths=[2, 2, 2, 2], num_heads=[1, 2, 4, 8], window_size=4,
+        drop_path_rate=0., convert_weights=False,
+        init_cfg=ConfigDict(type='Pretrained', checkpoint=path))
     det.init_weights()
     for name, target in [('mmpretrain', pretrain.state_dict()), ('mmdet', det.state_dict())]:
         assert set(encoder) <= set(target), f'{name}: keys missing in the target'

@@ -32,17 +32,21 @@ if [ ! -x "$VENV/bin/python" ]; then
   say "creating virtual environment $VENV with $PYTHON"
   "$PYTHON" -m venv "$VENV"
 fi
-PIP=("$VENV/bin/python" -m pip)
-"${PIP[@]}" install -q --upgrade pip
+# pip, minus one harmless warning that some pip configurations print once per package
+# (an extra index path that does not exist on this machine).
+pip_install() {
+  "$VENV/bin/python" -m pip install "$@" 2> >(grep -v 'is neither a file nor a directory' >&2)
+}
+pip_install -q --upgrade pip
 
 have() { "$VENV/bin/python" -c "import importlib.metadata as m,sys; sys.exit(0 if m.version('$1')=='$2' else 1)" 2>/dev/null; }
 
 say "step 1/5: torch and torchvision ($TORCH_SPEC)"
 # shellcheck disable=SC2086
-"${PIP[@]}" install -q $TORCH_SPEC
+pip_install -q $TORCH_SPEC
 
 say "step 2/5: build prerequisites (setuptools<81, wheel, numpy, ninja)"
-"${PIP[@]}" install -q "setuptools<81" wheel numpy ninja
+pip_install -q "setuptools<81" wheel numpy ninja
 
 if have mmcv 2.1.0 && "$VENV/bin/python" -c 'import mmcv.ops' 2>/dev/null; then
   say "step 3/5: mmcv 2.1.0 with ops already installed"
@@ -56,14 +60,14 @@ else
     say "step 3/5: compiling mmcv 2.1.0 with ops from source: this takes about 12 minutes on 2 cores"
     say "         (pip caches the built wheel, so later runs on this machine take seconds)"
   fi
-  MMCV_WITH_OPS=1 "${PIP[@]}" install --no-build-isolation "${FIND_LINKS[@]}" mmcv==2.1.0
+  MMCV_WITH_OPS=1 pip_install --no-build-isolation "${FIND_LINKS[@]}" mmcv==2.1.0
 fi
 
 say "step 4/5: OpenMMLab packages and test tools (requirements.txt)"
-"${PIP[@]}" install -q -r "$REPO/requirements.txt"
+pip_install -q -r "$REPO/requirements.txt"
 
 say "step 5/5: localmim_mm in editable mode"
-"${PIP[@]}" install -q --no-build-isolation --no-deps -e "$REPO"
+pip_install -q --no-build-isolation --no-deps -e "$REPO"
 
 "$VENV/bin/python" -c 'import torch, mmcv.ops, mmengine, mmpretrain, localmim_mm; print("[setup] torch", torch.__version__, "| mmcv", mmcv.__version__, "| mmpretrain", mmpretrain.__version__)'
 fingerprint > "$STAMP"

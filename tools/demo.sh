@@ -20,7 +20,7 @@ echo "[demo] on the 300 sample images in data/sample_cifar/train; log: $WORK_DIR
 LAST_CKPT=$(cat "$WORK_DIR/last_checkpoint")
 echo "[demo] drawing what each supervised layer reconstructs on 2 validation images"
 "$PYTHON" tools/analysis_tools/visualize_reconstruction.py "$CONFIG" "$LAST_CKPT" \
-    --images data/sample_cifar/val/airplane data/sample_cifar/val/cat --max-images 2 \
+    --images data/sample_cifar/val/airplane/0000.jpg data/sample_cifar/val/cat/0000.jpg \
     --out-dir "$WORK_DIR/reconstructions" > "$WORK_DIR/reconstructions.log" 2>&1 \
     || { tail -20 "$WORK_DIR/reconstructions.log"; echo "[demo] drawing failed"; exit 1; }
 echo "[demo] reconstruction grids (input, masked input, target and predicted HOG per layer):"

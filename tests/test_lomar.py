@@ -354,7 +354,7 @@ def test_encoder_keys_load_into_mmpretrain_vit(tmp_path):
                                       'lomar_vit-base-p16_8xb128-coslr-100e_in1k.py'))
     backbone_cfg = ft_cfg.model.backbone
     assert backbone_cfg.type == 'VisionTransformer'
-    assert backbone_cfg.init_cfg.type == 'Pretrained'
+    assert backbone_cfg.init_cfg.type == 'LoudPretrained'
     backbone_cfg.update(arch=SMALL_ARCH, img_size=64, patch_size=8, drop_path_rate=0.)
     backbone_cfg.init_cfg.checkpoint = path
     vit = MODELS.build(backbone_cfg)

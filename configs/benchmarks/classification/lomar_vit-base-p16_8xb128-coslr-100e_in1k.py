@@ -8,8 +8,9 @@
 # entirely; `pos_embed` is all zeros in a LoMaR checkpoint (LoMaR has no absolute position
 # embedding), so fine-tuning starts from a zero absolute position embedding and learns it. The
 # keys a ViT lacks (`backbone.mask_token`, `backbone.layers.N.attn.relative_position_bias_table`,
-# and `backbone.ln1.*` with final_norm=False) are reported as unexpected by the loader and unused:
-# this ViT has no relative position bias (see docs/lomar.md).
+# and `backbone.ln1.*` with final_norm=False) are logged as unused by `LoudPretrained`: this ViT
+# has no relative position bias (see docs/lomar.md). A load that matches nothing, a shape mismatch
+# or a missing encoder weight stops the run (only the new fine-tune norm `ln2` may be missing).
 _base_ = ['mmpretrain::mae/benchmarks/vit-base-p16_8xb128-coslr-100e_in1k.py']
 custom_imports = dict(imports=['localmim_mm'], allow_failed_imports=False)
 
@@ -20,7 +21,8 @@ model = dict(
     backbone=dict(
         type='VisionTransformer', arch='base', img_size=224, patch_size=16, drop_path_rate=0.1,
         out_type='avg_featmap', final_norm=False,
-        init_cfg=dict(type='Pretrained', checkpoint=checkpoint, prefix='backbone.')))
+        init_cfg=dict(type='LoudPretrained', checkpoint=checkpoint, prefix='backbone.',
+                      allow_missing=['ln2.*'])))
 
 optim_wrapper = dict(
     optimizer=dict(type='AdamW', lr=lr, weight_decay=0.05, betas=(0.9, 0.999)),

@@ -1,7 +1,6 @@
 from typing import Dict, List
 
 import torch
-from mmpretrain.models.backbones import VisionTransformer
 from mmpretrain.models.selfsup.base import BaseSelfSupervisor
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
@@ -34,18 +33,10 @@ class LocalMIM(BaseSelfSupervisor):
                 f'and target_generator.cell_sizes {cells}; the three lists must have equal length')
         self._check_cell_sizes()
 
-    def _tap_strides(self):
-        """Pixels per token of each tap: ``backbone.tap_strides`` if given, else the ViT patch
-        (``None``: the backbone does not tell, nothing to check)."""
-        strides = getattr(self.backbone, 'tap_strides', None)
-        if strides is None and isinstance(self.backbone, VisionTransformer):
-            strides = [self.backbone.patch_embed.projection.stride[0]] * len(self.head.scales)
-        return strides
-
     def _check_cell_sizes(self) -> None:
         """Each target cell must fit in the image and be the tap's token stride / its scale."""
-        strides = self._tap_strides()
-        if strides is None:
+        strides = getattr(self.backbone, 'tap_strides', None)
+        if strides is None:  # a backbone that does not tell its token strides: nothing to check
             return
         cells = list(self.target_generator.cell_sizes)
         img_size = getattr(self.backbone, 'img_size', None)

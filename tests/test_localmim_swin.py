@@ -1,4 +1,4 @@
-"""LocalMIMSwin: group window attention, the visible-token encoder, checkpoints, training."""
+"""LocalMIMSwin: masked window attention, the visible-token encoder, checkpoints, training."""
 import glob
 import os.path as osp
 
@@ -12,9 +12,10 @@ from mmpretrain.registry import MODELS
 
 import localmim_mm  # noqa: F401
 from localmim_mm.models.backbones.localmim_swin import LocalMIMSwin
-from localmim_mm.models.utils.group_window_attention import (build_window_layout,
-                                                             group_window_attention,
-                                                             pack_windows)
+from localmim_mm.models.backbones.localmim_swin import (_gather_cells, cell_token_coords,
+                                                       merge_cells)
+from localmim_mm.models.utils.masked_window_attention import (build_window_layout,
+                                                              masked_window_attention)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TINY_CFG = osp.join(REPO, 'configs/localmim/localmim_swin-tiny_1xb32-coslr-20e_sample.py')
@@ -58,32 +59,6 @@ def cell_mask(batch, grid, masked_per_sample, seed=0):
     return mask.view(batch, grid, grid)
 
 
-# ----------------------------------------------------------------------------- packing
-def test_pack_windows_hand_case():
-    # best-fit decreasing: 49 alone; 30 then 19 fill a group exactly; 10 and 5 share one
-    group, offset, num_groups = pack_windows(np.array([10, 49, 0, 30, 5, 19]), 49)
-    assert num_groups == 3
-    assert group.tolist() == [2, 0, -1, 1, 2, 1]
-    assert offset.tolist() == [0, 0, -1, 0, 10, 30]
-
-
-def test_pack_windows_valid_on_random_counts():
-    rng = np.random.default_rng(0)
-    counts = rng.integers(0, 50, size=500)
-    group, offset, num_groups = pack_windows(counts, 49)
-    used = np.zeros((num_groups, 49), dtype=int)
-    for n, g, o in zip(counts, group, offset):
-        if n == 0:
-            assert g == -1
-            continue
-        assert 0 <= o and o + n <= 49
-        used[g, o:o + n] += 1
-    assert used.max() == 1  # no slot shared by two windows
-    assert num_groups <= int(np.ceil(counts.sum() / 49 * 1.25)) + 1  # close to the lower bound
-    with pytest.raises(ValueError, match='more than the group capacity'):
-        pack_windows(np.array([50]), 49)
-
-
 # ----------------------------------------------------------------------------- attention
 def reference_masked_window_attention(w_msa, x, visible, window, shift):
     """mmpretrain's ShiftWindowMSA on the full map with masked keys excluded.
@@ -112,7 +87,7 @@ def reference_masked_window_attention(w_msa, x, visible, window, shift):
 @pytest.mark.parametrize('hw,window,shift,cell', [((16, 16), 4, 0, 4), ((16, 16), 4, 2, 4),
                                                   ((14, 14), 7, 3, 2), ((28, 28), 7, 3, 4),
                                                   ((12, 18), 6, 3, 3)])
-def test_group_window_attention_matches_masked_window_attention(hw, window, shift, cell):
+def test_window_attention_matches_masked_full_map_attention(hw, window, shift, cell):
     torch.manual_seed(0)
     batch, dims, heads = 3, 16, 2
     w_msa = WindowMSA(dims, (window, window), heads).eval()
@@ -132,14 +107,13 @@ def test_group_window_attention_matches_masked_window_attention(hw, window, shif
     tokens = torch.stack([x[b][visible[b]] for b in range(batch)])
     layout = build_window_layout(coords, hw, window, shift)
     with torch.no_grad():
-        out = group_window_attention(w_msa, tokens, layout)
+        out = masked_window_attention(w_msa, tokens, layout)
         ref = reference_masked_window_attention(w_msa, x, visible, window, shift)
     ref = torch.stack([ref[b][visible[b]] for b in range(batch)])
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-4)
-    assert layout.num_groups * window**2 < visible.sum() * 2  # packed, not one group per window
 
 
-def test_group_window_attention_gradients_match():
+def test_window_attention_gradients_match():
     torch.manual_seed(1)
     hw, window, shift = (8, 8), 4, 2
     w_msa = WindowMSA(8, (window, window), 2)
@@ -148,13 +122,61 @@ def test_group_window_attention_gradients_match():
     coords = torch.stack(torch.meshgrid(torch.arange(8), torch.arange(8), indexing='ij'), -1)
     coords = torch.stack([coords[visible[b]] for b in range(2)])
     tokens = torch.stack([x[b][visible[b]] for b in range(2)])
-    out = group_window_attention(w_msa, tokens, build_window_layout(coords, hw, window, shift))
+    out = masked_window_attention(w_msa, tokens, build_window_layout(coords, hw, window, shift))
     grads = torch.autograd.grad(out.square().sum(), [x, w_msa.relative_position_bias_table])
     ref = reference_masked_window_attention(w_msa, x, visible, window, shift)
     ref = torch.stack([ref[b][visible[b]] for b in range(2)])
     ref_grads = torch.autograd.grad(ref.square().sum(), [x, w_msa.relative_position_bias_table])
     for g, r in zip(grads, ref_grads):
         torch.testing.assert_close(g, r, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
+def test_empty_windows_give_no_nan_under_autocast(dtype):
+    """Whole windows without a visible token (every slot masked) must not turn into NaN in
+    the outputs or the gradients under CPU autocast, in either half-precision dtype."""
+    torch.manual_seed(2)
+    hw, window = (16, 16), 4
+    w_msa = WindowMSA(16, (window, window), 2)
+    coords = torch.tensor([[[0, 0], [0, 1], [1, 0], [5, 5]]])  # 14 of 16 windows empty
+    tokens = torch.randn(1, 4, 16, requires_grad=True)
+    with torch.autocast('cpu', dtype=dtype):
+        out = masked_window_attention(w_msa, tokens, build_window_layout(coords, hw, window, 2))
+    out.float().square().sum().backward()
+    assert torch.isfinite(out).all()
+    assert torch.isfinite(tokens.grad).all()
+    assert all(torch.isfinite(p.grad).all() for p in w_msa.parameters() if p.grad is not None)
+
+
+def test_visible_token_coordinates_are_true_after_every_merge():
+    """The coordinates the encoder attaches to its visible tokens (cell by cell) are the tokens'
+    true map positions at every stage. A map whose values ARE the positions is gathered and
+    merged by the encoder's own ops; each merged token must carry its 2x2 group's position.
+    (The release lists raster-order coordinates for cell-ordered tokens from stage 2 on.)"""
+    grid, side, batch = (4, 4), 8, 2
+    mask = cell_mask(batch, 4, 11, seed=3)
+    visible = torch.argsort(mask.flatten(1), dim=1, stable=True)[:, :16 - 11]
+    rows, cols = torch.meshgrid(torch.arange(32.), torch.arange(32.), indexing='ij')
+    position_map = torch.stack([rows, cols], -1).expand(batch, -1, -1, -1)
+    tokens = _gather_cells(position_map, visible, grid[1], side)
+
+    class Average:  # PatchMerging stand-in: mean of the 2x2 group's 4 position vectors
+        norm = None
+
+        @staticmethod
+        def reduction(x):
+            return x.view(*x.shape[:-1], 2, 4).mean(-1)  # channel-major: c * 4 + offset
+
+    for stage in range(3):
+        coords = cell_token_coords(visible, grid[1], side).float()
+        torch.testing.assert_close(tokens, coords, msg=f'stage {stage + 1}')
+        tokens = (merge_cells(Average, tokens, side) - 0.5) / 2  # the merged 2x2 group's position
+        side //= 2
+    assert torch.equal(cell_token_coords(visible, grid[1], side).float(), tokens)
+    # an independent listing of the stage-2 positions of sample 0, cell by cell
+    cells = visible[0].tolist()
+    expected = [(r // 4 * 4 + i, r % 4 * 4 + j) for r in cells for i in range(4) for j in range(4)]
+    assert cell_token_coords(visible, grid[1], 4)[0].tolist() == [list(e) for e in expected]
 
 
 # ----------------------------------------------------------------------------- encoder
@@ -231,8 +253,7 @@ def test_masked_patches_never_influence_visible_features():
         visible_change, _, _ = model(z, mask=mask)
     for a, b in zip(base, masked_change):
         torch.testing.assert_close(a, b, atol=0, rtol=0)
-    # a visible patch does change sample 0 (the test can fail), and never sample 1 (groups
-    # may hold windows of several samples: the block mask must keep them apart)
+    # a visible patch does change sample 0 (the test can fail), and never sample 1
     assert not torch.allclose(base[0][0], visible_change[0][0])
     for a, b in zip(base, visible_change):
         torch.testing.assert_close(a[1], b[1], atol=0, rtol=0)

@@ -15,9 +15,11 @@ from .conftest import TINY_VIT_CONFIG
 
 
 # ----------------------------------------------------------------------------- HOG reference
-def reference_hog(img: np.ndarray, nbins: int, cell: int) -> np.ndarray:
-    """Straight loops over pixels: Sobel (reflect pad, cross-correlation), unsigned hard binning,
-    k x k average per cell, L2 over the bins of each colour. img: (3, H, W) -> (cells, 3*nbins)."""
+def reference_hog(img: np.ndarray, nbins: int, cell: int, bias=(0., 0.)) -> np.ndarray:
+    """Straight loops over pixels: Sobel (reflect pad, cross-correlation) plus the scale's
+    (gx, gy) bias shared by the colours, unsigned hard binning floor(atan2(gx, gy) / pi * nbins)
+    mod nbins, k x k average per cell, L2 over the bins of each colour.
+    img: (3, H, W) -> (cells, 3*nbins)."""
     kx = np.array([[1, 0, -1], [2, 0, -2], [1, 0, -1]], dtype=np.float64)
     ky = kx.T
     _, h, w = img.shape
@@ -27,7 +29,8 @@ def reference_hog(img: np.ndarray, nbins: int, cell: int) -> np.ndarray:
         for i in range(h):
             for j in range(w):
                 window = padded[i:i + 3, j:j + 3]
-                gx, gy = (window * kx).sum(), (window * ky).sum()
+                gx = (window * kx).sum() + float(bias[0])
+                gy = (window * ky).sum() + float(bias[1])
                 angle = math.atan2(gx, gy)
                 b = int(math.floor(angle / math.pi * nbins)) % nbins
                 out[i // cell, j // cell, c, b] += math.hypot(gx, gy) / cell**2
@@ -66,14 +69,72 @@ def test_vertical_edge_energy_in_expected_bin():
     assert torch.count_nonzero(hist[:, [0, 1, 2, 3, 5, 6, 7, 8]]) == 0
 
 
-def test_hog_bias_is_frozen_buffer_in_state_dict():
-    gen = MODELS.build(dict(type='MultiScaleHOGGenerator', nbins=18, cell_sizes=[4],
+def test_hog_bias_one_frozen_pair_per_scale():
+    """The release gives each scale its own Conv2d(1, 2, 3) with a (2,) bias, shared by the
+    colours: a (scales, 2) buffer in the state dict, each scale's target built with its row."""
+    gen = MODELS.build(dict(type='MultiScaleHOGGenerator', nbins=18, cell_sizes=[4, 8, 8],
                             hog_bias=True))
     assert 'hog_bias' in gen.state_dict()
-    assert gen.hog_bias.shape == (6, ) and gen.hog_bias.abs().max() <= 1 / 3
+    assert gen.hog_bias.shape == (3, 2) and gen.hog_bias.abs().max() <= 1 / 3
     assert not any(p.requires_grad for p in gen.parameters())
+    assert not torch.equal(gen.hog_bias[1], gen.hog_bias[2])  # independent draws
+    img = torch.randn(1, 3, 16, 16, generator=torch.Generator().manual_seed(2))
+    targets = gen(img)
+    for k, bias, target in zip([4, 8, 8], gen.hog_bias, targets):
+        ref = reference_hog(img[0].numpy(), 18, k, bias.tolist())
+        np.testing.assert_allclose(target[0].numpy(), ref, rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(targets[1], targets[2])  # same cell size, other bias
     assert 'hog_bias' not in MODELS.build(
         dict(type='MultiScaleHOGGenerator', cell_sizes=[4])).state_dict()
+
+
+def test_zero_gradients_bin_alike_for_both_signs():
+    """Identical rows: gy is zero in exact arithmetic at every pixel, so every pixel's angle is
+    +-pi/2, bin 9 of 18 for either sign of gx. (A convolution leaves rounding residues of
+    either sign in gy here, which scatter such pixels over bins 8 and 9.)"""
+    row = torch.randn(1, 3, 1, 32, generator=torch.Generator().manual_seed(4)) * 3
+    img = row.expand(1, 3, 32, 32).contiguous()
+    (target, ) = MODELS.build(dict(type='MultiScaleHOGGenerator', nbins=18,
+                                   cell_sizes=[32]))(img)
+    hist = target.view(3, 18)
+    torch.testing.assert_close(hist[:, 9], torch.ones(3))
+    assert torch.count_nonzero(hist[:, [b for b in range(18) if b != 9]]) == 0
+
+
+def exact_sobel(uint8_imgs: np.ndarray):
+    """Integer Sobel gradients (gx, gy) of 8-bit pixels, reflect padding: exact. Normalising an
+    image divides both by the channel's std, so the release's bin formula applied to these gives
+    the bins of the normalised image in exact arithmetic."""
+    p = np.pad(uint8_imgs.astype(np.int64), ((0, 0), (0, 0), (1, 1), (1, 1)), mode='reflect')
+    h, w = uint8_imgs.shape[-2:]
+
+    def tap(i, j):
+        return p[..., i:i + h, j:j + w]
+
+    gx = tap(0, 0) - tap(0, 2) + 2 * (tap(1, 0) - tap(1, 2)) + tap(2, 0) - tap(2, 2)
+    gy = tap(0, 0) - tap(2, 0) + 2 * (tap(0, 1) - tap(2, 1)) + tap(0, 2) - tap(2, 2)
+    return gx, gy
+
+
+@pytest.mark.parametrize('nbins', [9, 18])
+def test_hog_bins_equal_exact_arithmetic_on_real_images(nbins):
+    """Every pixel with a gradient lands in the bin the release's formula gives in exact
+    arithmetic, exact-edge pixels (a zero gradient component: border rows, flat rows of
+    upsampled images) included; no window moves any other pixel."""
+    from localmim_mm.models.target_generators.multiscale_hog import sobel_gradients
+    uint8_imgs = load_sample_images(8, size=96, normalized=False)
+    gx, gy = sobel_gradients(normalize(torch.from_numpy(uint8_imgs).float()))
+    gen = MODELS.build(dict(type='MultiScaleHOGGenerator', nbins=nbins, cell_sizes=[1]))
+    hist = gen.pixel_histogram(gx, gy).view(*gx.shape[:2], nbins, *gx.shape[2:])
+
+    exact_gx, exact_gy = exact_sobel(uint8_imgs)
+    position = np.arctan2(exact_gx, exact_gy) / np.pi * nbins
+    expected = np.floor(position).astype(np.int64) % nbins
+    moving = (exact_gx != 0) | (exact_gy != 0)
+    assert np.array_equal((hist.sum(2) > 0).numpy(), moving)
+    assert np.array_equal(hist.argmax(2).numpy()[moving], expected[moving])
+    on_edge = moving & ((exact_gx == 0) | (exact_gy == 0))
+    assert on_edge.mean() > 0.01  # the exact-edge cases are really in the test
 
 
 def test_pixel_targets_match_manual_cells():
@@ -85,6 +146,27 @@ def test_pixel_targets_match_manual_cells():
     cell = img[0, :, 4:8, 0:4].permute(1, 2, 0).reshape(-1)
     expected = (cell - cell.mean()) / (cell.var() + 1e-6).sqrt()
     torch.testing.assert_close(large[0, 2], expected)
+
+
+def normalize(imgs: torch.Tensor) -> torch.Tensor:
+    mean = torch.tensor([123.675, 116.28, 103.53]).view(1, 3, 1, 1)
+    std = torch.tensor([58.395, 57.12, 57.375]).view(1, 3, 1, 1)
+    return (imgs - mean) / std
+
+
+def load_sample_images(count, size=64, normalized=True):
+    """Shipped sample images as 8-bit (B, 3, H, W) arrays, or normalised like the data
+    preprocessor."""
+    import glob
+    import os.path as osp
+    from PIL import Image
+    root = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'data/sample_cifar/val')
+    files = sorted(glob.glob(osp.join(root, '*/*.jpg')))[:count]
+    imgs = np.stack([np.asarray(Image.open(f).convert('RGB').resize((size, size),
+                                                                    Image.BICUBIC))
+                     for f in files])
+    imgs = np.ascontiguousarray(imgs.transpose(0, 3, 1, 2))
+    return normalize(torch.from_numpy(imgs).float()) if normalized else imgs
 
 
 # ----------------------------------------------------------------------------- masks

@@ -10,8 +10,9 @@ from mmpretrain.models.backbones.swin_transformer import SwinTransformer
 from mmpretrain.models.utils import resize_pos_embed, to_2tuple
 from mmpretrain.registry import MODELS
 
-from ..utils.group_window_attention import (WindowLayout, build_window_layout,
-                                            group_window_attention)
+from ..utils import RELEASE_INIT_CFG, draw_global_batch, init_patch_embed_as_linear
+from ..utils.masked_window_attention import (WindowLayout, build_window_layout,
+                                             masked_window_attention)
 
 __all__ = ['LocalMIMSwin']
 
@@ -31,11 +32,12 @@ class LocalMIMSwin(SwinTransformer):
 
     Two encoders compute the masked forward:
 
-    * ``'visible'`` (default): only visible tokens are processed. A masked cell covers whole
-      PatchMerging groups at every stage, so merging is done cell by cell with the stage's own
-      ``PatchMerging``; attention is group window attention
-      (:mod:`localmim_mm.models.utils.group_window_attention`) with the weights of each block.
-      Odd blocks use shifted windows unless the stage map is not larger than the window.
+    * ``'visible'`` (default): only visible tokens go through the per-token layers. A masked
+      cell covers whole PatchMerging groups at every stage, so merging is done cell by cell with
+      the stage's own ``PatchMerging``; attention is window attention over the visible tokens
+      (:mod:`localmim_mm.models.utils.masked_window_attention`) with the weights of each block,
+      laid out with device tensors only (no host synchronisation in the step). Odd blocks use
+      shifted windows unless the stage map is not larger than the window.
     * ``'mask_token'`` (slow reference, SimMIM style): a learnable mask token replaces the masked
       patches and the full map runs through the stock stages; the taps keep the visible tokens.
 
@@ -51,6 +53,10 @@ class LocalMIMSwin(SwinTransformer):
             (``patch_size * 2 ** (stages - 1)``). Defaults to 32.
         mask_shared (bool): One mask for the whole batch (as the authors' release) instead of one
             per sample. Defaults to False.
+        init_cfg: Defaults to the release's: xavier-uniform Linear (qkv, proj, MLP,
+            PatchMerging reduction) with zero bias, LayerNorm 1 / 0; ``init_weights`` adds the
+            patch embedding as a linear layer; relative position tables keep mmpretrain's (and
+            the release's) truncated normal(0.02).
         encoder_mode (str): ``'visible'`` or ``'mask_token'``. Defaults to ``'visible'``.
         drop_path_rate (float): Defaults to 0 (the paper pre-trains without drop path).
     """
@@ -73,7 +79,7 @@ class LocalMIMSwin(SwinTransformer):
                  with_cp: bool = False,
                  stage_cfgs: Union[Sequence[dict], dict] = dict(),
                  patch_cfg: dict = dict(),
-                 init_cfg: Optional[Union[List[dict], dict]] = None) -> None:
+                 init_cfg: Optional[Union[List[dict], dict]] = RELEASE_INIT_CFG) -> None:
         if not 0 < mask_ratio < 1:
             raise ValueError(f'LocalMIMSwin: mask_ratio={mask_ratio!r} must lie in (0, 1)')
         if encoder_mode not in ENCODER_MODES:
@@ -104,6 +110,8 @@ class LocalMIMSwin(SwinTransformer):
         self.check_input_size(to_2tuple(img_size), 'img_size')
         if encoder_mode == 'mask_token':
             self.mask_token = nn.Parameter(torch.zeros(1, 1, self.embed_dims))
+        # Set by ``RNGStateHook`` (on the model's device): see ``random_mask``.
+        self.mask_generator: Optional[torch.Generator] = None
 
     @property
     def tap_names(self) -> List[str]:
@@ -135,38 +143,56 @@ class LocalMIMSwin(SwinTransformer):
                         'stage_cfgs=[dict(block_cfgs=dict(window_size=w)), ...]')
 
     def init_weights(self) -> None:
-        super().init_weights()
+        super().init_weights()  # init_cfg, then relative position tables
         if isinstance(self.init_cfg, dict) and self.init_cfg['type'] == 'Pretrained':
             return
+        init_patch_embed_as_linear(self.patch_embed.projection)
         if self.encoder_mode == 'mask_token':
             trunc_normal_(self.mask_token, std=.02)
-        self.apply(_init_linear_and_norm)
 
     # ------------------------------------------------------------------ masking
+    def num_masked(self, grid: Tuple[int, int]) -> int:
+        """Cells masked per sample: ``round(mask_ratio * cells)`` (37 of 49 at 0.75)."""
+        return math.floor(self.mask_ratio * grid[0] * grid[1] + 0.5)
+
     def random_mask(self, batch: int, grid: Tuple[int, int], device) -> torch.Tensor:
-        """(B, h, w) float, 1 = masked, exactly ``round(ratio * h * w)`` cells per sample."""
+        """(B, h, w) float, 1 = masked, exactly :meth:`num_masked` cells per sample.
+
+        The noise comes from ``mask_generator`` when set, for the whole global batch (see
+        :func:`~localmim_mm.models.utils.draw_global_batch`); a shared mask is one draw that
+        every rank makes alike.
+        """
         cells = grid[0] * grid[1]
-        num_masked = math.floor(self.mask_ratio * cells + 0.5)
-        noise = torch.rand(1 if self.mask_shared else batch, cells, device=device)
-        masked = torch.argsort(noise, dim=1)[:, :num_masked]
+        if self.mask_shared:
+            generator = self.mask_generator
+            noise = torch.rand(1, cells, generator=generator,
+                               device=generator.device if generator else device).to(device)
+        else:
+            noise = draw_global_batch(
+                lambda n, g, d: torch.rand(n, cells, generator=g, device=d), batch,
+                self.mask_generator, device)
+        masked = torch.argsort(noise, dim=1)[:, :self.num_masked(grid)]
         mask = torch.zeros_like(noise).scatter_(1, masked, 1.)
         return mask.expand(batch, -1).reshape(batch, *grid).contiguous()
 
-    def check_mask(self, mask: torch.Tensor, batch: int, grid: Tuple[int, int]) -> None:
+    def check_mask(self, mask: torch.Tensor, batch: int, grid: Tuple[int, int]) -> int:
+        """Check a given mask and return the number of visible cells per sample."""
         if tuple(mask.shape) != (batch, *grid):
             raise ValueError(f'LocalMIMSwin: mask of shape {tuple(mask.shape)} given for a '
                              f'(B, h, w) = {(batch, *grid)} mask-cell grid')
-        counts = mask.flatten(1).sum(1)
-        if (counts != counts[0]).any() or counts[0] == grid[0] * grid[1]:
+        counts = mask.flatten(1).sum(1).tolist()
+        if len(set(counts)) != 1 or counts[0] == grid[0] * grid[1]:
             raise ValueError('LocalMIMSwin: every sample must mask the same number of cells and '
-                             f'keep at least one; got masked counts {counts.tolist()}')
+                             f'keep at least one; got masked counts {counts}')
+        return grid[0] * grid[1] - int(counts[0])
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor, mask: Union[None, bool, torch.Tensor] = True):
         """Plain Swin forward for ``mask=None``/``False``; else ``(feats, mask, ids_restore)``.
 
-        ``mask=True`` draws a random mask, a (B, h, w) tensor (1 = masked, same count per sample)
-        is used as given. ``feats``: one (B, N_visible_k, C_k) tensor per tap, visible tokens in
+        ``mask=True`` draws a random mask; a (B, h, w) tensor (1 = masked, same count per sample)
+        is used as given (checking it costs one host synchronisation: for analysis, not for the
+        training step). ``feats``: one (B, N_visible_k, C_k) tensor per tap, visible tokens in
         raster order; ``mask``: (B, h, w) float on the ``mask_unit`` grid; ``ids_restore``:
         (B, h*w) MAE un-shuffle indices of ``[visible, masked]`` (raster order within each).
         """
@@ -177,12 +203,12 @@ class LocalMIMSwin(SwinTransformer):
         grid = (x.shape[-2] // self.mask_unit, x.shape[-1] // self.mask_unit)
         if mask is True:
             mask = self.random_mask(batch, grid, x.device)
+            num_visible = grid[0] * grid[1] - self.num_masked(grid)
         else:
-            self.check_mask(mask, batch, grid)
+            num_visible = self.check_mask(mask, batch, grid)
             mask = mask.float()
         order = torch.argsort(mask.flatten(1), dim=1, stable=True)
         ids_restore = torch.argsort(order, dim=1)
-        num_visible = int(grid[0] * grid[1] - mask[0].sum().item())
         visible_cells = order[:, :num_visible]
 
         x, hw_shape = self.patch_embed(x)
@@ -197,14 +223,15 @@ class LocalMIMSwin(SwinTransformer):
 
     def forward_visible(self, x: torch.Tensor, hw_shape: Tuple[int, int],
                         visible_cells: torch.Tensor, grid: Tuple[int, int]):
-        """Visible tokens only, kept cell by cell: (B, cells, side * side) per stage."""
+        """Visible tokens only, kept cell by cell: (B, cells * side * side, C) per stage, with
+        their true map coordinates (:func:`cell_token_coords`) at every stage."""
         batch, dims = x.shape[0], x.shape[-1]
         side = hw_shape[0] // grid[0]
         x = _gather_cells(x.view(batch, *hw_shape, dims), visible_cells, grid[1], side)
         x = self.drop_after_pos(x)
         feats = []
         for i, stage in enumerate(self.stages):
-            coords = _cell_token_coords(visible_cells, grid[1], side)
+            coords = cell_token_coords(visible_cells, grid[1], side)
             layouts = {}
             for block, window in zip(stage.blocks, self.stage_windows(stage)):
                 shift = block.attn.shift_size if min(hw_shape) > window else 0
@@ -212,10 +239,10 @@ class LocalMIMSwin(SwinTransformer):
                     layouts[window, shift] = build_window_layout(coords, hw_shape, window, shift)
                 x = _swin_block(block, x, layouts[window, shift])
             if stage.downsample is not None:
-                x = _merge_cells(stage.downsample, x, side)
+                x = merge_cells(stage.downsample, x, side)
                 side, hw_shape = side // 2, (hw_shape[0] // 2, hw_shape[1] // 2)
             if i in self.out_indices:
-                feats.append(_to_raster(x, _cell_token_coords(visible_cells, grid[1], side),
+                feats.append(_to_raster(x, cell_token_coords(visible_cells, grid[1], side),
                                         hw_shape))
             if i == self.out_indices[-1]:
                 break
@@ -239,11 +266,11 @@ class LocalMIMSwin(SwinTransformer):
 
 
 def _swin_block(block, x: torch.Tensor, layout: WindowLayout) -> torch.Tensor:
-    """mmpretrain's ``SwinBlock`` with group window attention in place of ``ShiftWindowMSA``."""
+    """mmpretrain's ``SwinBlock`` with masked window attention in place of ``ShiftWindowMSA``."""
 
     def inner(x):
         identity = x
-        x = block.attn.drop(group_window_attention(block.attn.w_msa, block.norm1(x), layout))
+        x = block.attn.drop(masked_window_attention(block.attn.w_msa, block.norm1(x), layout))
         x = x + identity
         return block.ffn(block.norm2(x), identity=x)
 
@@ -252,7 +279,7 @@ def _swin_block(block, x: torch.Tensor, layout: WindowLayout) -> torch.Tensor:
     return inner(x)
 
 
-def _merge_cells(merging, x: torch.Tensor, side: int) -> torch.Tensor:
+def merge_cells(merging, x: torch.Tensor, side: int) -> torch.Tensor:
     """mmcv ``PatchMerging`` applied cell by cell to (B, K * side * side, C) tokens.
 
     Same result as the module's ``nn.Unfold`` (channel-major, then the 2x2 offsets in raster
@@ -267,8 +294,14 @@ def _merge_cells(merging, x: torch.Tensor, side: int) -> torch.Tensor:
     return merging.reduction(x)
 
 
-def _cell_token_coords(cells: torch.Tensor, grid_w: int, side: int) -> torch.Tensor:
-    """(B, K * side * side, 2) map coordinates of the tokens of cells ``cells`` (B, K)."""
+def cell_token_coords(cells: torch.Tensor, grid_w: int, side: int) -> torch.Tensor:
+    """(B, K * side * side, 2) map coordinates of the tokens of cells ``cells`` (B, K), in the
+    cell-by-cell order in which :func:`_gather_cells` and :func:`merge_cells` keep them.
+
+    After each PatchMerging the same cells hold ``side // 2`` tokens per side, so the true
+    coordinates are rebuilt from the cells (the release lists them in raster order instead,
+    while its tokens are ordered cell by cell: docs/swin.md).
+    """
     offsets = torch.arange(side, device=cells.device)
     rows = (cells // grid_w)[:, :, None, None] * side + offsets[:, None]
     cols = (cells % grid_w)[:, :, None, None] * side + offsets[None, :]
@@ -292,16 +325,6 @@ def _to_raster(x: torch.Tensor, coords: torch.Tensor, hw_shape: Tuple[int, int])
 
 def _upsample(mask: torch.Tensor, factor: int) -> torch.Tensor:
     return mask.repeat_interleave(factor, dim=1).repeat_interleave(factor, dim=2)
-
-
-def _init_linear_and_norm(m: nn.Module) -> None:
-    if isinstance(m, nn.Linear):
-        trunc_normal_(m.weight, std=.02)
-        if m.bias is not None:
-            nn.init.constant_(m.bias, 0)
-    elif isinstance(m, nn.LayerNorm):
-        nn.init.constant_(m.bias, 0)
-        nn.init.constant_(m.weight, 1.0)
 
 
 def _check_taps(taps: List[int], num_stages: int) -> None:

@@ -2,11 +2,13 @@
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
-from mmengine.dist import get_dist_info
 from mmpretrain.models.backbones.vision_transformer import VisionTransformer
 from mmpretrain.models.selfsup.mae import MAEViT
-from mmpretrain.models.utils import build_2d_sincos_position_embedding, resize_pos_embed
+from mmpretrain.models.utils import resize_pos_embed
 from mmpretrain.registry import MODELS
+
+from ..utils import (RELEASE_INIT_CFG, draw_global_batch, release_2d_sincos_position_embedding,
+                     zero_ffn_biases)
 
 __all__ = ['LocalMIMViT']
 
@@ -37,6 +39,9 @@ class LocalMIMViT(MAEViT):
             previous tap. Defaults to False.
         final_norm (bool): Kept False for pre-training (see above).
         out_type (str): Output of the unmasked forward. Defaults to ``'raw'``.
+        init_cfg: Defaults to the release's: xavier-uniform Linear with zero bias, LayerNorm
+            1 / 0; ``init_weights`` adds the patch embedding as a linear layer, the cls token
+            normal(0.02) and the release's fixed sin-cos position table.
     """
 
     def __init__(self,
@@ -53,7 +58,7 @@ class LocalMIMViT(MAEViT):
                  interpolate_mode: str = 'bicubic',
                  patch_cfg: dict = dict(),
                  layer_cfgs: dict = dict(),
-                 init_cfg: Optional[Union[List[dict], dict]] = None) -> None:
+                 init_cfg: Optional[Union[List[dict], dict]] = RELEASE_INIT_CFG) -> None:
         if not 0 < mask_ratio < 1:
             raise ValueError(f'LocalMIMViT: mask_ratio={mask_ratio!r} must lie in (0, 1)')
         _check_img_size(img_size, patch_size)
@@ -66,7 +71,8 @@ class LocalMIMViT(MAEViT):
             out_type=out_type, interpolate_mode=interpolate_mode, patch_cfg=patch_cfg,
             layer_cfgs=layer_cfgs, mask_ratio=mask_ratio, init_cfg=init_cfg)
         self.isolate_grad = isolate_grad
-        # Set by ``RNGStateHook``: masks then do not depend on the rank split (see mask_noise).
+        # Set by ``RNGStateHook`` (on the model's device): masks then do not depend on the rank
+        # split (see mask_noise).
         self.mask_generator: Optional[torch.Generator] = None
         self.patch_size = patch_size
 
@@ -80,11 +86,11 @@ class LocalMIMViT(MAEViT):
         return [self.patch_size] * len(self.out_indices)
 
     def init_weights(self) -> None:
-        super().init_weights()
-        # MAEViT builds a square grid from the patch count; rebuild for any (h, w) grid.
-        pos_embed = build_2d_sincos_position_embedding(
-            self.patch_resolution, self.pos_embed.shape[-1], cls_token=True)
-        self.pos_embed.data.copy_(pos_embed.float())
+        super().init_weights()  # init_cfg, then MAEViT: patch embedding as linear, cls token
+        # MAEViT's table is mmpretrain's (transposed to the release's) and square only.
+        self.pos_embed.data.copy_(release_2d_sincos_position_embedding(
+            self.patch_resolution, self.pos_embed.shape[-1], cls_token=True))
+        zero_ffn_biases(self.layers)
 
     def random_masking(self, x: torch.Tensor, mask_ratio: float = 0.75
                        ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -108,16 +114,10 @@ class LocalMIMViT(MAEViT):
     def mask_noise(self, batch: int, length: int, device: torch.device) -> torch.Tensor:
         """Uniform noise ranking each sample's patches (the lowest ``len_keep`` stay visible).
 
-        Without ``mask_generator`` it is drawn from the global RNG. With one (seeded alike on
-        every rank), the noise of the whole global batch is drawn and each rank keeps its rows
-        ``rank::world_size``: mmengine's ``DefaultSampler`` deals the global batch out in that
-        order, so each sample gets the same mask whatever the number of processes.
+        Without ``mask_generator`` it is drawn from the global RNG of ``device``.
         """
-        if self.mask_generator is None:
-            return torch.rand(batch, length, device=device)
-        rank, world_size = get_dist_info()
-        noise = torch.rand(batch * world_size, length, generator=self.mask_generator)
-        return noise[rank::world_size].to(device)
+        return draw_global_batch(lambda n, g, d: torch.rand(n, length, generator=g, device=d),
+                                 batch, self.mask_generator, device)
 
     def forward(self, x: torch.Tensor, mask: Optional[bool] = True):
         """Returns ``(tap_features, mask, ids_restore)`` when masking, else the plain ViT output.

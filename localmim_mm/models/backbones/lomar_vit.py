@@ -9,6 +9,7 @@ from mmpretrain.models.utils import to_2tuple
 from mmpretrain.registry import MODELS
 from torch import nn
 
+from ..utils import RELEASE_INIT_CFG, init_patch_embed_as_linear, zero_ffn_biases
 from ..utils.relpos_attention import RelPosTransformerEncoderLayer, relative_position_index
 from ..utils.windows import (crop_windows, num_masked_patches, random_window_mask,
                              sample_window_offsets)
@@ -52,6 +53,9 @@ class LoMaRViT(VisionTransformer):
         final_norm (bool): LayerNorm after the last block (before the linear head).
             Defaults to True.
         out_type, out_indices: Output of the unmasked forward. Defaults to ``'raw'``, last block.
+        init_cfg: Defaults to MAE's (which the LoMaR release keeps): xavier-uniform Linear with
+            zero bias, LayerNorm 1 / 0; ``init_weights`` adds the patch embedding as a linear
+            layer and the tokens normal(0.02); relative position tables truncated normal(0.02).
     """
 
     def __init__(self,
@@ -71,7 +75,7 @@ class LoMaRViT(VisionTransformer):
                  interpolate_mode: str = 'bicubic',
                  patch_cfg: dict = dict(),
                  layer_cfgs: Union[dict, Sequence[dict]] = dict(),
-                 init_cfg: Optional[Union[List[dict], dict]] = None) -> None:
+                 init_cfg: Optional[Union[List[dict], dict]] = RELEASE_INIT_CFG) -> None:
         grid = _patch_grid(img_size, patch_size)
         _check_windows(num_windows, window_size, window_sampling, grid, img_size, patch_size)
         num_masked = num_masked_patches(window_size, mask_ratio, owner='LoMaRViT')
@@ -90,6 +94,9 @@ class LoMaRViT(VisionTransformer):
         self.mask_token = nn.Parameter(torch.zeros(1, 1, self.embed_dims))
         self.layers = self._build_layers(drop_path_rate, qkv_bias, norm_cfg, layer_cfgs)
         self._index_cache = {}
+        # Set by ``RNGStateHook`` (on the model's device): offsets and masks are then drawn for
+        # the global batch, so they do not depend on the rank split.
+        self.mask_generator: Optional[torch.Generator] = None
 
     def _build_layers(self, drop_path_rate: float, qkv_bias: bool, norm_cfg: dict,
                       layer_cfgs) -> ModuleList:
@@ -108,23 +115,14 @@ class LoMaRViT(VisionTransformer):
         return layers
 
     def init_weights(self) -> None:
-        super().init_weights()
+        super().init_weights()  # init_cfg, then the relative position tables
         nn.init.zeros_(self.pos_embed)
         if isinstance(self.init_cfg, dict) and self.init_cfg['type'] == 'Pretrained':
             return
-        # MAE's initialisation, which the LoMaR release keeps.
-        w = self.patch_embed.projection.weight.data
-        nn.init.xavier_uniform_(w.view([w.shape[0], -1]))
+        init_patch_embed_as_linear(self.patch_embed.projection)
         nn.init.normal_(self.cls_token, std=.02)
         nn.init.normal_(self.mask_token, std=.02)
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.xavier_uniform_(m.weight)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        zero_ffn_biases(self.layers)
 
     def forward(self, x: torch.Tensor, mask: Optional[bool] = True):
         """Returns ``(latent, mask, offsets)`` when masking, else the plain ViT-style output.
@@ -139,11 +137,12 @@ class LoMaRViT(VisionTransformer):
         grid = self._input_grid(x)
         offsets = sample_window_offsets(batch, self.num_windows, self.window_size, grid,
                                         per_image=self.window_sampling == 'per_image',
-                                        device=x.device)
+                                        device=x.device, generator=self.mask_generator)
         windows = crop_windows(x, offsets, self.window_size, self.patch_size)
         tokens, _ = self.patch_embed(windows.flatten(0, 1))
         length = self.window_size ** 2
-        patch_mask = random_window_mask(tokens.shape[0], length, self.num_masked, x.device)
+        patch_mask = random_window_mask(batch, self.num_windows, length, self.num_masked,
+                                        x.device, self.mask_generator)
         keep = 1. - patch_mask.unsqueeze(-1).to(tokens.dtype)
         tokens = tokens * keep + self.mask_token.to(tokens.dtype) * (1. - keep)
         latent = self._encode(tokens, (self.window_size, self.window_size), [-1])[0]

@@ -5,11 +5,12 @@ import torch
 from mmcv.cnn import build_norm_layer
 from mmengine.model import BaseModule, ModuleList
 from mmpretrain.models.backbones.vision_transformer import TransformerEncoderLayer
-from mmpretrain.models.utils import build_2d_sincos_position_embedding
+from mmpretrain.models.utils import LayerNorm2d
 from mmpretrain.registry import MODELS
 from torch import nn
 
-from ..utils import check_scales, scale_mask
+from ..utils import (RELEASE_INIT_CFG, check_scales, release_2d_sincos_position_embedding,
+                     scale_mask, zero_ffn_biases)
 
 __all__ = ['LocalMIMHead', 'LocalMIMDecoder']
 
@@ -22,70 +23,68 @@ def _per_tap(value, num_taps: int, name: str) -> list:
     return values
 
 
-class ChannelLayerNorm(nn.LayerNorm):
-    """LayerNorm over the channels of a (B, C, H, W) map."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-
-
-def build_rescale(scale: float, dims: int) -> nn.Module:
-    """Resize the (B, dims, h, w) decoder map to the target grid (spec section 2)."""
+def build_predictor(scale: float, dims: int, out_channels: int) -> nn.Sequential:
+    """The release's ``MAE_Decoder.pred`` (ViT): resize the (B, dims, h, w) decoder map to the
+    target grid (spec section 2), then a 1x1 conv to the target width. Same layer indices as
+    the release, so its decoders load by name."""
     if scale == 4:
-        return nn.Sequential(
-            nn.ConvTranspose2d(dims, dims // 2, 2, 2), ChannelLayerNorm(dims // 2), nn.GELU(),
-            nn.ConvTranspose2d(dims // 2, dims // 4, 2, 2))
-    if scale == 2:
-        return nn.ConvTranspose2d(dims, dims // 2, 2, 2)
-    if scale == 1:
-        return nn.Identity()
-    if scale == 0.5:
-        return nn.AvgPool2d(2)
-    raise ValueError(f'LocalMIMHead: no rescale step for scale {scale!r}; the decoders support '
-                     '4, 2, 1 and 0.5 (set rescale=False when each tap already has its target grid)')
-
-
-def rescaled_dims(scale: float, dims: int) -> int:
-    return {4: dims // 4, 2: dims // 2}.get(scale, dims)
+        resize = [nn.ConvTranspose2d(dims, dims // 2, 2, 2), LayerNorm2d(dims // 2, eps=1e-6),
+                  nn.GELU(), nn.ConvTranspose2d(dims // 2, dims // 4, 2, 2)]
+    elif scale == 2:
+        resize = [nn.ConvTranspose2d(dims, dims // 2, 2, 2)]
+    elif scale == 1:
+        resize = []
+    elif scale == 0.5:
+        resize = [nn.AvgPool2d(2)]
+    else:
+        raise ValueError(f'LocalMIMHead: no rescale step for scale {scale!r}; the decoders '
+                         'support 4, 2, 1 and 0.5 (set rescale=False when each tap already has '
+                         'its target grid)')
+    resized_dims = {4: dims // 4, 2: dims // 2}.get(scale, dims)
+    return nn.Sequential(*resize, nn.Conv2d(resized_dims, out_channels, 1))
 
 
 class LocalMIMDecoder(BaseModule):
-    """Linear -> mask tokens -> sin-cos pos -> Transformer block(s) -> LN -> rescale -> 1x1 conv."""
+    """The release's tiny decoder: Linear -> mask tokens -> sin-cos pos -> Transformer block(s)
+    -> LN -> ``pred``.
+
+    ``pred`` is the release's: with ``rescale`` (ViT, ``MAE_Decoder``) the deconv / pool steps of
+    :func:`build_predictor` and a 1x1 conv on the (B, C, h, w) map; without (Swin,
+    ``ViT_Decoder``) a Linear on the tokens. Parameter names follow the release's
+    (``embed``, ``mask_token``, ``blocks``, ``norm``, ``pred``). Initialisation: the head's
+    ``init_cfg`` (xavier Linear, LayerNorm 1/0); mask token normal(0.02); the 1x1 conv and the
+    deconvs keep PyTorch's default conv init, as in the release.
+    """
 
     def __init__(self, in_channels: int, embed_dims: int, num_heads: int, depth: int,
                  mlp_ratio: float, scale: float, rescale: bool, out_channels: int,
                  with_cls_token: bool, norm_cfg: dict):
         super().__init__()
         self.with_cls_token = with_cls_token
+        self.rescale = rescale
         self.embed = nn.Linear(in_channels, embed_dims)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, embed_dims))
         self.blocks = ModuleList(
             TransformerEncoderLayer(embed_dims, num_heads, int(mlp_ratio * embed_dims),
                                     qkv_bias=True, norm_cfg=norm_cfg) for _ in range(depth))
         self.norm = build_norm_layer(norm_cfg, embed_dims)[1]
-        self.rescale = build_rescale(scale, embed_dims) if rescale else nn.Identity()
-        out_dims = rescaled_dims(scale, embed_dims) if rescale else embed_dims
-        self.predict = nn.Conv2d(out_dims, out_channels, 1)
+        self.pred = (build_predictor(scale, embed_dims, out_channels) if rescale
+                     else nn.Linear(embed_dims, out_channels))
         self._pos_cache = {}
 
     def init_weights(self):
         super().init_weights()
         nn.init.normal_(self.mask_token, std=.02)
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.xavier_uniform_(m.weight)
-                if m.bias is not None:
-                    nn.init.constant_(m.bias, 0)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.constant_(m.weight, 1.0)
-                nn.init.constant_(m.bias, 0)
+        zero_ffn_biases(self.blocks)
 
-    def position_embedding(self, grid, x: torch.Tensor) -> torch.Tensor:
-        key = (tuple(grid), x.device, x.dtype)
+    def position_embedding(self, grid, device) -> torch.Tensor:
+        """The release's sin-cos table (float32, cached per grid and device); added in float32
+        as the release adds its float32 ``pos_embed`` parameter under AMP."""
+        key = (tuple(grid), device)
         if key not in self._pos_cache:
-            pos = build_2d_sincos_position_embedding(
-                tuple(grid), x.shape[-1], cls_token=self.with_cls_token)
-            self._pos_cache[key] = pos.to(device=x.device, dtype=x.dtype)
+            table = release_2d_sincos_position_embedding(
+                grid, self.embed.out_features, cls_token=self.with_cls_token)
+            self._pos_cache[key] = table.to(device)
         return self._pos_cache[key]
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -105,14 +104,15 @@ class LocalMIMDecoder(BaseModule):
         x = torch.gather(x, 1, restore.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
         if cls is not None:
             x = torch.cat([cls, x], dim=1)
-        x = x + self.position_embedding((h, w), x)
+        x = x + self.position_embedding((h, w), x.device)
         for block in self.blocks:
             x = block(x)
         x = self.norm(x)
         if cls is not None:
             x = x[:, 1:]
-        x = x.transpose(1, 2).reshape(batch, -1, h, w)
-        return self.predict(self.rescale(x))
+        if self.rescale:
+            return self.pred(x.transpose(1, 2).reshape(batch, -1, h, w))
+        return self.pred(x).transpose(1, 2).reshape(batch, -1, h, w)
 
 
 @MODELS.register_module()
@@ -133,6 +133,8 @@ class LocalMIMHead(BaseModule):
             ``[4, 2, 1, 1]`` with a 32-px mask unit), used to bring the mask to each tap.
         with_cls_token (bool): The taps carry a leading cls token (ViT yes, Swin no).
         loss_weights (list[float], optional): Weight of each layer's loss. Defaults to all 1.
+        init_cfg: Defaults to the release's (xavier-uniform Linear with zero bias, LayerNorm
+            1 / 0); see :class:`LocalMIMDecoder`.
     """
 
     def __init__(self,
@@ -148,7 +150,7 @@ class LocalMIMHead(BaseModule):
                  with_cls_token: bool = True,
                  loss_weights: Optional[Sequence[float]] = None,
                  norm_cfg: dict = dict(type='LN', eps=1e-6),
-                 init_cfg=None):
+                 init_cfg=RELEASE_INIT_CFG):
         super().__init__(init_cfg=init_cfg)
         self.scales = check_scales(scales, 'LocalMIMHead')
         n = len(self.scales)

@@ -21,7 +21,7 @@ class LoMaRHead(MAEPretrainHead):
         patch_size (int): Patch side in pixels. Defaults to 16.
         in_channels (int): Image channels. Defaults to 3.
         norm_pix (bool): Normalize each target patch (mean 0, variance 1). Defaults to True.
-        loss (dict): Masked reconstruction loss.
+        loss (dict): Masked reconstruction loss, computed in float32.
     """
 
     def __init__(self,
@@ -36,6 +36,7 @@ class LoMaRHead(MAEPretrainHead):
         self.predictor = nn.Linear(embed_dims, patch_size * patch_size * in_channels)
 
     def init_weights(self) -> None:
+        """The release's (MAE's) linear init; ``MAEPretrainHead`` takes no ``init_cfg``."""
         super().init_weights()
         nn.init.xavier_uniform_(self.predictor.weight)
         nn.init.zeros_(self.predictor.bias)
@@ -48,6 +49,7 @@ class LoMaRHead(MAEPretrainHead):
              mask: torch.Tensor) -> torch.Tensor:
         """Masked MSE of (B, K, 1 + L, C) ``latent`` against (B, K, channels, Wp, Wp) pixel
         ``windows``; ``mask`` is (B, K, W, W) with 1 = masked."""
-        pred = self(latent).flatten(0, 1)
-        target = self.construct_target(windows.flatten(0, 1))
+        pred = self(latent).flatten(0, 1).float()
+        with torch.autocast(device_type=windows.device.type, enabled=False):
+            target = self.construct_target(windows.flatten(0, 1).float())
         return self.loss_module(pred, target, mask.flatten(0, 1).flatten(1))

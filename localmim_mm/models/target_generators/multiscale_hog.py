@@ -1,6 +1,6 @@
 """The HOG target of the LocalMIM release, pooled at several cell sizes."""
 import math
-from typing import List, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -9,7 +9,42 @@ from mmengine.model import BaseModule
 from mmpretrain.registry import MODELS
 from ..utils import check_cell_sizes
 
-__all__ = ['MultiScaleHOGGenerator']
+__all__ = ['MultiScaleHOGGenerator', 'sobel_gradients']
+
+
+# A gradient component below this share of the magnitude of its own terms is float32 rounding
+# of an exact zero (16 ulps; a real one on 8-bit images is at least 1/255 of its terms).
+ROUNDING = 2.0**-20
+
+
+def sobel_gradients(img: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The release's Sobel gradients (reflect padding), per colour channel: ``(gx, gy)``.
+
+    ``gx`` is the cross-correlation with ``[[1, 0, -1], [2, 0, -2], [1, 0, -1]]`` and ``gy``
+    with its transpose, evaluated so that a component which is zero in exact arithmetic is
+    exactly zero: it is computed as smoothed neighbour differences (exact where neighbours are
+    equal: flat regions, every border row / column under reflect padding), and a residue within
+    float32 rounding of its terms is set to zero. The orientation bins then equal the release's
+    formula in exact arithmetic; the release's float32 convolution leaves rounding residues of
+    either sign there, which put such pixels in a bin by chance (docs/design.md).
+    """
+    padded = F.pad(img, (1, 1, 1, 1), mode='reflect')
+    magnitude = padded.abs()
+    gx = _sobel(padded, -1, torch.sub), _sobel(magnitude, -1, torch.add)
+    gy = _sobel(padded, -2, torch.sub), _sobel(magnitude, -2, torch.add)
+    return tuple(torch.where(g.abs() <= ROUNDING * terms, 0., g) for g, terms in (gx, gy))
+
+
+def _sobel(padded: torch.Tensor, across: int, combine) -> torch.Tensor:
+    """``combine(before, after)`` of the neighbours across dim ``across`` (-1: columns, -2:
+    rows), smoothed by [1, 2, 1] along the other spatial dim."""
+    along = -3 - across
+    d = combine(_shifted(padded, across, 0), _shifted(padded, across, 2))
+    return _shifted(d, along, 0) + 2 * _shifted(d, along, 1) + _shifted(d, along, 2)
+
+
+def _shifted(x: torch.Tensor, dim: int, start: int) -> torch.Tensor:
+    return x.narrow(dim, start, x.shape[dim] - 2)
 
 
 @MODELS.register_module()
@@ -18,20 +53,27 @@ class MultiScaleHOGGenerator(BaseModule):
 
     Unlike mmpretrain's ``HOGGenerator`` (MaskFeat: Gaussian window, sum pooling, a fixed 14x14
     token grouping) this is the LocalMIM release's variant: per colour channel Sobel gradients with
-    reflect padding, unsigned orientation with hard binning, ``k x k`` average pooling and an L2
-    normalisation of each cell's histogram per colour channel. The per-pixel histogram is built
-    once per batch and pooled once per cell size.
+    reflect padding, unsigned orientation ``floor(atan2(gx, gy) / pi * nbins) mod nbins`` with
+    hard binning, ``k x k`` average pooling and an L2 normalisation of each cell's histogram per
+    colour channel. Computed in float32 whatever the autocast state.
+
+    Without ``hog_bias`` the per-pixel histogram is the same for every scale: it is built once and
+    pooled once per cell size. With it, each scale has its own frozen gradient bias (the release
+    gives each scale its own ``Conv2d(1, 2, 3)`` with a bias shared by the three colours), hence
+    its own histogram.
 
     Args:
         nbins (int): Orientation bins per colour channel. 9 for ViT-B, 18 for ViT-L / Swin.
         cell_sizes (Sequence[int]): Cell side in pixels for each output scale, e.g.
             ``[4, 8, 16, 32]`` for the four ViT taps.
-        hog_bias (bool): Add the release's frozen gradient-conv bias, drawn once from
-            U(-1/3, 1/3) and stored in the checkpoint as a buffer (ViT-L / Swin recipes).
+        hog_bias (bool): Add the release's frozen gradient bias: a ``(len(cell_sizes), 2)``
+            buffer (row k: the (gx, gy) bias of scale k), each entry drawn once from U(-1/3, 1/3)
+            (PyTorch's default bias init of a 3x3 conv with one input channel) and stored in the
+            checkpoint (ViT-L / Swin recipes).
 
     Returns (forward):
-        list[Tensor]: one tensor per cell size, shape ``(B, (H/k)*(W/k), 3*nbins)``, cells in
-        row-major order, channels ordered ``(colour, bin)``.
+        list[Tensor]: one float32 tensor per cell size, shape ``(B, (H/k)*(W/k), 3*nbins)``,
+        cells in row-major order, channels ordered ``(colour, bin)``.
     """
 
     def __init__(self, nbins: int = 9, cell_sizes: Sequence[int] = (4, 8, 16, 32),
@@ -42,12 +84,8 @@ class MultiScaleHOGGenerator(BaseModule):
                              '(the paper uses 9 for ViT-B and 18 for ViT-L / Swin)')
         self.nbins = nbins
         self.cell_sizes = check_cell_sizes(cell_sizes, 'MultiScaleHOGGenerator')
-        gx = torch.tensor([[1., 0., -1.], [2., 0., -2.], [1., 0., -1.]])
-        # Output channel 2c is d/dx of colour c, 2c+1 is d/dy (groups=3 keeps colours apart).
-        kernel = torch.stack([gx, gx.t()])[:, None].repeat(3, 1, 1, 1)
-        self.register_buffer('sobel', kernel, persistent=False)
         if hog_bias:
-            bias = torch.empty(6).uniform_(-1 / 3, 1 / 3)
+            bias = torch.empty(len(self.cell_sizes), 2).uniform_(-1 / 3, 1 / 3)
             self.register_buffer('hog_bias', bias)
         else:
             self.hog_bias = None
@@ -56,45 +94,52 @@ class MultiScaleHOGGenerator(BaseModule):
     def out_channels(self) -> int:
         return 3 * self.nbins
 
-    def pixel_histogram(self, img: torch.Tensor) -> torch.Tensor:
-        """Per-pixel magnitude placed in its orientation bin: (B, 3 * nbins, H, W)."""
-        b, c, h, w = img.shape
-        if c != 3:
-            raise ValueError(f'MultiScaleHOGGenerator expects RGB input, got {c} channels')
-        padded = F.pad(img.float(), (1, 1, 1, 1), mode='reflect')
-        grad = F.conv2d(padded, self.sobel, self.hog_bias, groups=3).view(b, 3, 2, h, w)
-        gx, gy = grad[:, :, 0], grad[:, :, 1]
+    def pixel_histogram(self, gx: torch.Tensor, gy: torch.Tensor,
+                        bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Each pixel's gradient magnitude placed in its orientation bin: (B, 3 * nbins, H, W)."""
+        if bias is not None:
+            gx, gy = gx + bias[0], gy + bias[1]
+        b, c, h, w = gx.shape
         magnitude = torch.sqrt(gx * gx + gy * gy)
-        position = torch.atan2(gx, gy) * (self.nbins / math.pi)
-        # float32 puts an exact bin edge (e.g. gy = 0, as reflect padding gives on the top and
-        # bottom rows, is the edge 9 of 18 bins) a hair below it for one sign of gx only; snap
-        # such values onto the edge so the formula floor(angle / pi * nbins) holds exactly.
-        edge = position.round()
-        position = torch.where((position - edge).abs() < 1e-4, edge, position)
-        bins = torch.floor(position).long().remainder(self.nbins)
-        hist = img.new_zeros(b, 3, self.nbins, h, w, dtype=torch.float32)
+        bins = torch.floor(torch.atan2(gx, gy) / math.pi * self.nbins).long() % self.nbins
+        hist = gx.new_zeros(b, c, self.nbins, h, w)
         hist.scatter_(2, bins.unsqueeze(2), magnitude.unsqueeze(2))
-        return hist.view(b, 3 * self.nbins, h, w)
+        return hist.view(b, c * self.nbins, h, w)
 
     @torch.no_grad()
     def forward(self, img: torch.Tensor) -> List[torch.Tensor]:
-        b, _, h, w = img.shape
-        for k in self.cell_sizes:
-            if h % k or w % k:
-                raise ValueError(f'MultiScaleHOGGenerator: image size {h}x{w} is not divisible by '
-                                 f'the cell size {k}; use an input size divisible by '
-                                 f'{max(self.cell_sizes)}')
-        hist = self.pixel_histogram(img)
-        # Pool from the next finer cell size where it divides (an average of averages is the
-        # direct average), so the four scales cost little more than the finest one.
+        self._check_input(img)
+        with torch.autocast(device_type=img.device.type, enabled=False):
+            gx, gy = sobel_gradients(img.float())
+            if self.hog_bias is None:
+                pooled = self._pool_shared(self.pixel_histogram(gx, gy))
+            else:
+                pooled = [F.avg_pool2d(self.pixel_histogram(gx, gy, bias), k)
+                          for k, bias in zip(self.cell_sizes, self.hog_bias)]
+            return [self._normalize_cells(cells) for cells in pooled]
+
+    def _pool_shared(self, hist: torch.Tensor) -> List[torch.Tensor]:
+        """Pool one histogram to every cell size, each from the next finer size that divides it
+        (an average of averages is the direct average)."""
         pooled, finer = {1: hist}, 1
         for k in sorted(set(self.cell_sizes)):
             source = finer if k % finer == 0 else 1
             pooled[k] = F.avg_pool2d(pooled[source], k // source)
             finer = k
-        targets = []
+        return [pooled[k] for k in self.cell_sizes]
+
+    def _normalize_cells(self, cells: torch.Tensor) -> torch.Tensor:
+        """(B, 3 * nbins, h, w) -> (B, h * w, 3 * nbins), each colour's histogram L2-normalised."""
+        b, _, h, w = cells.shape
+        cells = F.normalize(cells.view(b, 3, self.nbins, h, w), p=2, dim=2)
+        return cells.flatten(1, 2).flatten(2).transpose(1, 2).contiguous()
+
+    def _check_input(self, img: torch.Tensor) -> None:
+        _, c, h, w = img.shape
+        if c != 3:
+            raise ValueError(f'MultiScaleHOGGenerator expects RGB input, got {c} channels')
         for k in self.cell_sizes:
-            cells = pooled[k].view(b, 3, self.nbins, h // k, w // k)
-            cells = F.normalize(cells, p=2, dim=2)
-            targets.append(cells.flatten(1, 2).flatten(2).transpose(1, 2).contiguous())
-        return targets
+            if h % k or w % k:
+                raise ValueError(f'MultiScaleHOGGenerator: image size {h}x{w} is not divisible by '
+                                 f'the cell size {k}; use an input size divisible by '
+                                 f'{max(self.cell_sizes)}')

@@ -36,18 +36,20 @@ class MultiScalePixelGenerator(BaseModule):
 
     @torch.no_grad()
     def forward(self, img: torch.Tensor) -> List[torch.Tensor]:
+        """float32 targets whatever the autocast state."""
+        with torch.autocast(device_type=img.device.type, enabled=False):
+            return [self.cells(img.float(), k) for k in self.cell_sizes]
+
+    def cells(self, img: torch.Tensor, k: int) -> torch.Tensor:
         b, c, h, w = img.shape
-        targets = []
-        for k in self.cell_sizes:
-            if h % k or w % k:
-                raise ValueError(f'MultiScalePixelGenerator: image size {h}x{w} is not divisible '
-                                 f'by the cell size {k}; a cell cannot be larger than the image '
-                                 'and must tile it exactly')
-            cells = img.float().reshape(b, c, h // k, k, w // k, k)
-            cells = cells.permute(0, 2, 4, 3, 5, 1).reshape(b, (h // k) * (w // k), k * k * c)
-            if self.norm_pix:
-                mean = cells.mean(dim=-1, keepdim=True)
-                var = cells.var(dim=-1, keepdim=True)
-                cells = (cells - mean) / (var + self.eps).sqrt()
-            targets.append(cells)
-        return targets
+        if h % k or w % k:
+            raise ValueError(f'MultiScalePixelGenerator: image size {h}x{w} is not divisible '
+                             f'by the cell size {k}; a cell cannot be larger than the image '
+                             'and must tile it exactly')
+        cells = img.reshape(b, c, h // k, k, w // k, k)
+        cells = cells.permute(0, 2, 4, 3, 5, 1).reshape(b, (h // k) * (w // k), k * k * c)
+        if self.norm_pix:
+            mean = cells.mean(dim=-1, keepdim=True)
+            var = cells.var(dim=-1, keepdim=True)
+            cells = (cells - mean) / (var + self.eps).sqrt()
+        return cells

@@ -1,7 +1,9 @@
 """LoMaR's local windows: offset sampling, pixel crops and the per-window random mask."""
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
+
+from .random import draw_global_batch
 
 
 def num_masked_patches(window_size: int, mask_ratio: float, owner: str = 'LoMaR') -> int:
@@ -20,18 +22,26 @@ def num_masked_patches(window_size: int, mask_ratio: float, owner: str = 'LoMaR'
 
 
 def sample_window_offsets(batch: int, num_windows: int, window_size: int,
-                          grid: Tuple[int, int], per_image: bool = True,
-                          device=None) -> torch.Tensor:
+                          grid: Tuple[int, int], per_image: bool = True, device=None,
+                          generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """Top-left corners of the windows in patch units, (B, K, 2) as (row, col).
 
     Each axis is drawn uniformly from the ``grid - W + 1`` valid positions (8 for a 7-patch
     window on the 14x14 grid); windows may overlap. ``per_image=False`` draws one set of K
-    offsets and shares it across the batch.
+    offsets and shares it across the batch (and the ranks, with a ``generator``). With a
+    ``generator`` the offsets of the whole global batch are drawn (``draw_global_batch``).
     """
-    draws = batch if per_image else 1
-    rows = torch.randint(0, grid[0] - window_size + 1, (draws, num_windows), device=device)
-    cols = torch.randint(0, grid[1] - window_size + 1, (draws, num_windows), device=device)
-    return torch.stack([rows, cols], dim=-1).expand(batch, -1, -1).contiguous()
+    def sample(n, g, d):
+        rows = torch.randint(0, grid[0] - window_size + 1, (n, num_windows), generator=g,
+                             device=d)
+        cols = torch.randint(0, grid[1] - window_size + 1, (n, num_windows), generator=g,
+                             device=d)
+        return torch.stack([rows, cols], dim=-1)
+
+    if per_image:
+        return draw_global_batch(sample, batch, generator, device)
+    shared = sample(1, generator, generator.device if generator else device).to(device)
+    return shared.expand(batch, -1, -1).contiguous()
 
 
 def crop_windows(images: torch.Tensor, offsets: torch.Tensor, window_size: int,
@@ -48,9 +58,12 @@ def crop_windows(images: torch.Tensor, offsets: torch.Tensor, window_size: int,
     return crops.permute(0, 1, 4, 2, 3)
 
 
-def random_window_mask(num_windows: int, length: int, num_masked: int,
-                       device=None) -> torch.Tensor:
-    """(N, L) float mask, 1 = masked, exactly ``num_masked`` ones per window at random places."""
-    noise = torch.rand(num_windows, length, device=device)
-    ranks = noise.argsort(dim=1).argsort(dim=1)
+def random_window_mask(batch: int, num_windows: int, length: int, num_masked: int, device=None,
+                       generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """(B * K, L) float mask, 1 = masked, exactly ``num_masked`` ones per window at random
+    places; with a ``generator`` drawn for the whole global batch (``draw_global_batch``)."""
+    noise = draw_global_batch(
+        lambda n, g, d: torch.rand(n, num_windows, length, generator=g, device=d), batch,
+        generator, device)
+    ranks = noise.flatten(0, 1).argsort(dim=1).argsort(dim=1)
     return (ranks < num_masked).float()

@@ -131,7 +131,9 @@ def test_gpu_acceptance_quick(tmp_path, monkeypatch):
     ga = _load_tool('gpu_acceptance')
     duplicate = tmp_path / 'configs' / 'copy_of_vit-tiny.py'
     duplicate.parent.mkdir()
-    duplicate.write_text(f"_base_ = [{osp.join(REPO, 'configs', 'localmim', 'localmim_vit-tiny-p8_1xb32-coslr-20e_sample.py')!r}]\ntrain_cfg = dict(max_epochs=3)\n")  # noqa: E501
+    tiny_vit = osp.join(REPO, 'configs', 'localmim',
+                        'localmim_vit-tiny-p8_1xb32-coslr-20e_sample.py')
+    duplicate.write_text(f'_base_ = [{tiny_vit!r}]\ntrain_cfg = dict(max_epochs=3)\n')
     monkeypatch.setattr(ga, 'RECIPE_GLOBS', ga.RECIPE_GLOBS + (str(duplicate), ))
     throughput_argv = []
 

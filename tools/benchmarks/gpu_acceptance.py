@@ -47,6 +47,7 @@ import json
 import os
 import os.path as osp
 import platform
+import random
 import statistics
 import subprocess
 import sys
@@ -418,6 +419,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
     init_default_scope('mmpretrain')
     MMLogger.get_current_instance().setLevel('WARNING')  # init_weights logs every parameter
     torch.manual_seed(0)
+    np.random.seed(0)  # the pipeline's random crops and flips
+    random.seed(0)
     result = dict(environment=environment(argv, device), iterations=args.iters,
                   warmup=args.warmup, quick=args.quick, out_dir=args.out_dir)
     result['recipes'] = run_all(args, device, amp, deadline=start + 60 * args.budget_min)

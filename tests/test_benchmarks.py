@@ -1,10 +1,13 @@
 """Benchmarks: the evaluators against hand-made cases, and smoke runs of both ``--quick`` modes."""
+import glob
 import importlib.util
 import json
+import os
 import os.path as osp
 
 import pytest
 import torch
+from mmengine.config import Config
 
 from localmim_mm.evaluation import knn_accuracy, knn_predict, linear_probe_accuracy
 
@@ -119,3 +122,59 @@ def test_throughput_quick(tmp_path):
     assert 0 < rows[('vit', 'LocalMIM ViT-B')]['target_share_median'] < 1
     markdown = (tmp_path / 'throughput.md').read_text()
     assert all(name in markdown for _, name in expected)
+
+
+def test_gpu_acceptance_quick(tmp_path, monkeypatch):
+    """CPU smoke run of tools/benchmarks/gpu_acceptance.py: every tiny recipe steps twice, a
+    recipe equal to another in model, batch and input is listed as a duplicate, and the
+    throughput table is requested with --batch 64."""
+    ga = _load_tool('gpu_acceptance')
+    duplicate = tmp_path / 'configs' / 'copy_of_vit-tiny.py'
+    duplicate.parent.mkdir()
+    tiny_vit = osp.join(REPO, 'configs', 'localmim',
+                        'localmim_vit-tiny-p8_1xb32-coslr-20e_sample.py')
+    duplicate.write_text(f'_base_ = [{tiny_vit!r}]\ntrain_cfg = dict(max_epochs=3)\n')
+    monkeypatch.setattr(ga, 'RECIPE_GLOBS', ga.RECIPE_GLOBS + (str(duplicate), ))
+    throughput_argv = []
+
+    class FakeThroughput:
+        @staticmethod
+        def main(argv):
+            throughput_argv.extend(argv)
+            out = argv[argv.index('--out-dir') + 1]
+            os.makedirs(out)
+            with open(osp.join(out, 'throughput.md'), 'w') as f:
+                f.write('| model | images/s |\n| MAE ViT-B | 1.0 |\n')
+            return dict(groups=[])
+
+    monkeypatch.setattr(ga, 'load_throughput', lambda: FakeThroughput)
+    torch.set_num_threads(1)
+    result = ga.main(['--quick', '--out-dir', str(tmp_path / 'out')])
+
+    tiny = sorted(osp.relpath(p, REPO) for folder in ('localmim', 'lomar')
+                  for p in glob.glob(osp.join(REPO, 'configs', folder, '*tiny*.py')))
+    rows = {r['config']: r for r in result['recipes']}
+    assert sorted(rows) == sorted(tiny + [osp.relpath(duplicate, REPO)])
+    assert rows[osp.relpath(duplicate, REPO)]['status'].startswith(
+        'duplicate of configs/localmim/localmim_vit-tiny')
+    for path in tiny:
+        row = rows[path]
+        assert row['status'] == 'ok', row
+        img_size = Config.fromfile(osp.join(REPO, path)).model.backbone.img_size
+        assert row['batch'] == row['batch_recipe'] == 32 and row['input_size'] == [img_size] * 2
+        assert row['optim_wrapper'] == 'OptimWrapper' and row['finite']
+        assert row['images_per_s'] == pytest.approx(32 / row['step_s_median'])
+        losses = row['losses']
+        assert all(len(values) == 2 for values in losses.values())
+        # mmengine's parse_losses: 'loss' is the sum of the other terms, at every iteration
+        terms = [k for k in losses if k != 'loss']
+        for i in range(2 if terms else 0):  # LoMaR has the one term
+            assert losses['loss'][i] == pytest.approx(sum(losses[k][i] for k in terms), rel=1e-5)
+    assert result['ok']
+    assert throughput_argv[:2] == ['--batch', '64']
+    saved = json.loads((tmp_path / 'out' / 'gpu_acceptance.json').read_text())
+    assert saved['environment']['git_revision'] and len(saved['environment']['load_average']) == 3
+    markdown = (tmp_path / 'out' / 'gpu_acceptance.md').read_text()
+    assert 'command: `python tools/benchmarks/gpu_acceptance.py --quick' in markdown
+    assert '| MAE ViT-B | 1.0 |' in markdown
+    assert all(osp.basename(p) in markdown for p in tiny)

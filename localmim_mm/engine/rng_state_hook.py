@@ -11,6 +11,7 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmpretrain.registry import HOOKS
 
+from .checkpoint_schedule import checkpoint_due
 from .seeds import rank0_seed
 
 __all__ = ['RNGStateHook']
@@ -35,6 +36,19 @@ def restore_rng_states(states: dict) -> None:
         torch.cuda.set_rng_state(states['cuda'])
 
 
+def _device_of(module: torch.nn.Module) -> torch.device:
+    return next(module.parameters(), torch.empty(0)).device
+
+
+def _restore_generator(module: torch.nn.Module, state: torch.Tensor) -> None:
+    try:
+        module.mask_generator.set_state(state)
+    except RuntimeError as err:  # e.g. a CUDA generator's state resumed on a CPU-only machine
+        print_log(f'RNGStateHook: the saved mask generator state of {type(module).__name__} does '
+                  f'not fit its {module.mask_generator.device} generator ({err}); masks restart '
+                  'from the seed', logger='current', level=logging.WARNING)
+
+
 @HOOKS.register_module()
 class RNGStateHook(Hook):
     """Save and restore every random state that training consumes.
@@ -52,13 +66,23 @@ class RNGStateHook(Hook):
       generators' states in each checkpoint (``checkpoint['rng_states']``) and restores them
       when resuming (not for ``load_from``: a fine-tune starts its own streams).
 
-    With more than one process the states of all ranks are gathered after each iteration (the
-    checkpoint is written by rank 0 only); that is one small ``all_gather`` per iteration.
+    With more than one process rank 0 writes the checkpoint and mmengine calls
+    ``before_save_checkpoint`` on rank 0 only, so the ranks' states are all-gathered (one small
+    ``all_gather_object``) just before the checkpoint hook runs, and only where it will save
+    (``checkpoint_due``): after a by-iteration save iteration, at the end of a by-epoch save
+    epoch, after a validation when ``save_best`` is set. Other iterations do no collective work.
+    A checkpoint written at another point (not by the checkpoint hook) holds rank 0's states only,
+    with a warning; resuming it restores masks, data order and augmentation, not the other
+    ranks' global streams.
+
+    Mask generators live on their module's device (``torch.Generator('cuda')`` on GPUs), so
+    masks are drawn there without a host-to-device copy.
     """
-    priority = 'LOW'  # after_train_iter before CheckpointHook (VERY_LOW) saves
+    priority = 'LOW'  # gathers before CheckpointHook (VERY_LOW) saves at the same stage
 
     def __init__(self) -> None:
         self._rank_states: Optional[List[dict]] = None
+        self._gathered_at: Optional[int] = None  # runner.iter of the gather
         self._resumed: Optional[dict] = None
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
@@ -67,7 +91,7 @@ class RNGStateHook(Hook):
     def before_train(self, runner) -> None:
         seed = rank0_seed(runner)
         for i, module in enumerate(self._mask_modules(runner)):
-            module.mask_generator = torch.Generator().manual_seed(seed + i)
+            module.mask_generator = torch.Generator(_device_of(module)).manual_seed(seed + i)
         loader = runner.train_dataloader
         if loader.generator is None:
             loader.generator = torch.Generator().manual_seed(seed)
@@ -76,7 +100,7 @@ class RNGStateHook(Hook):
             return
         rank, world_size = get_dist_info()
         for module, state in zip(self._mask_modules(runner), states['mask']):
-            module.mask_generator.set_state(state)
+            _restore_generator(module, state)
         if len(states['ranks']) != world_size:
             print_log(f'RNGStateHook: the checkpoint holds the random states of '
                       f'{len(states["ranks"])} processes, this run has {world_size}; the global '
@@ -86,11 +110,30 @@ class RNGStateHook(Hook):
         restore_rng_states(states['ranks'][rank])
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
-        if get_dist_info()[1] > 1:
+        self._gather_if_due(runner, 'after_train_iter')
+
+    def after_train_epoch(self, runner) -> None:
+        self._gather_if_due(runner, 'after_train_epoch')
+
+    def after_val_epoch(self, runner, metrics=None) -> None:
+        self._gather_if_due(runner, 'after_val_epoch')
+
+    def _gather_if_due(self, runner, stage: str) -> None:
+        if get_dist_info()[1] > 1 and checkpoint_due(runner, stage):
             self._rank_states = all_gather_object(capture_rng_states())
+            self._gathered_at = runner.iter
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        ranks = self._rank_states if get_dist_info()[1] > 1 else [capture_rng_states()]
+        if get_dist_info()[1] == 1:
+            ranks = [capture_rng_states()]
+        elif self._gathered_at == runner.iter:
+            ranks = self._rank_states
+        else:
+            print_log(f'RNGStateHook: a checkpoint is written at iteration {runner.iter} '
+                      'outside the checkpoint hook\'s schedule; it holds the random states of '
+                      'rank 0 only (resuming it restores masks, data order and augmentation)',
+                      logger='current', level=logging.WARNING)
+            ranks = [capture_rng_states()]
         masks = [m.mask_generator.get_state() for m in self._mask_modules(runner)]
         checkpoint['rng_states'] = dict(ranks=ranks, mask=masks)
 

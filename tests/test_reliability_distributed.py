@@ -1,9 +1,11 @@
-"""2 processes (gloo, CPU) with batch b per process train like 1 process with batch 2b.
+"""2 processes (gloo, CPU) with batch b per process train like 1 process with batch 2b, for every
+algorithm: LocalMIM ViT, LocalMIM Swin and LoMaR.
 
 Aligned for this (docs/guarantees.md): the sampler order (mmengine's ``DefaultSampler`` shuffles
 with a seed shared by all ranks and deals the global batch out as ranks ``r::world_size``), the
-masks (``RNGStateHook`` gives ``LocalMIMViT`` a mask generator seeded alike on every rank; each
-rank draws the noise of the whole global batch and keeps rows ``r::world_size``) and the
+masks (``RNGStateHook`` gives ``LocalMIMViT``, ``LocalMIMSwin`` and ``LoMaRViT`` a mask generator
+seeded alike on every rank; each rank draws the masks (LoMaR: window offsets and masks) of the
+whole global batch and keeps rows ``r::world_size``) and the
 augmentation (``DeterministicPipelineHook`` seeds each sample from (seed, epoch, index), not from
 the worker and rank that loads it). DDP averages the gradients of the two half-batch losses, which
 equals the gradient of the full-batch loss because every sample masks the same number of patches.
@@ -17,6 +19,12 @@ import numpy as np
 import pytest
 
 from .reliability_helpers import REPO, read_losses, train_env, write_config
+
+CONFIGS = {
+    'localmim-vit': 'configs/localmim/localmim_vit-tiny-p8_1xb32-coslr-20e_sample.py',
+    'localmim-swin': 'configs/localmim/localmim_swin-tiny_1xb32-coslr-20e_sample.py',
+    'lomar': 'configs/lomar/lomar_vit-tiny-p8_1xb32-coslr-20e_sample.py',
+}
 
 BATCH, ITERS_PER_EPOCH, EPOCHS = 8, 4, 2  # 2 x 8 = 16 images a step, 64 images
 BODY = """
@@ -39,9 +47,12 @@ def run(cmd, env):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
 
 
-def test_two_processes_match_one_process_with_double_batch(tmp_path):
-    single_cfg = write_config(tmp_path / 'single.py', BODY.format(batch=2 * BATCH, workers=2))
-    dist_cfg = write_config(tmp_path / 'dist.py', BODY.format(batch=BATCH, workers=1))
+@pytest.mark.parametrize('algorithm', sorted(CONFIGS))
+def test_two_processes_match_one_process_with_double_batch(tmp_path, algorithm):
+    base = osp.join(REPO, CONFIGS[algorithm])
+    single_cfg = write_config(tmp_path / 'single.py', BODY.format(batch=2 * BATCH, workers=2),
+                              base=base)
+    dist_cfg = write_config(tmp_path / 'dist.py', BODY.format(batch=BATCH, workers=1), base=base)
     run([sys.executable, osp.join(REPO, 'tools', 'train.py'), single_cfg,
          '--work-dir', str(tmp_path / 'single')], train_env())
     env = dict(train_env(), PORT=str(free_port()), PYTHON=sys.executable)

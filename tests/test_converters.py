@@ -18,6 +18,9 @@ from mmpretrain.models import SwinTransformer, VisionTransformer
 import localmim_mm  # noqa: F401
 from localmim_mm.transfer import load_pretrained, sha256_of
 
+from .release_reference import (release_hog, release_swin_state, release_vit_state,
+                                save_like_the_release)
+
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
@@ -49,59 +52,6 @@ def _swin():
     return SwinTransformer(arch=SWIN, img_size=64, window_size=SWIN_WINDOW)
 
 
-def release_vit_state(depth=4, dim=32, grid=16, taps=4, with_decoder=True):
-    """The release's MaskedAutoencoderViT state dict (models_mim.py) with random values."""
-    g = torch.Generator().manual_seed(0)
-    r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
-    sd = {'cls_token': r(1, 1, dim), 'pos_embed': r(1, 1 + grid, dim),
-          'patch_embed.proj.weight': r(dim, 3, 8, 8), 'patch_embed.proj.bias': r(dim)}
-    for i in range(depth):
-        b = f'blocks.{i}.'
-        sd.update({b + 'norm1.weight': r(dim), b + 'norm1.bias': r(dim),
-                   b + 'attn.qkv.weight': r(3 * dim, dim), b + 'attn.qkv.bias': r(3 * dim),
-                   b + 'attn.proj.weight': r(dim, dim), b + 'attn.proj.bias': r(dim),
-                   b + 'norm2.weight': r(dim), b + 'norm2.bias': r(dim),
-                   b + 'mlp.fc1.weight': r(4 * dim, dim), b + 'mlp.fc1.bias': r(4 * dim),
-                   b + 'mlp.fc2.weight': r(dim, 4 * dim), b + 'mlp.fc2.bias': r(dim)})
-    for k in range(taps):
-        sd.update({f'norm.{k}.weight': r(dim), f'norm.{k}.bias': r(dim)})
-    if with_decoder:
-        sd.update({'decoder.0.embed.weight': r(16, dim), 'decoder.0.mask_token': r(1, 1, 16),
-                   'decoder.0.pred.0.weight': r(16, 8, 2, 2),
-                   'hog_enc.0.conv.weight': r(2, 1, 3, 3)})
-    return sd
-
-
-def release_swin_state(dim=8, depths=(1, 1, 1, 1), heads=(1, 1, 2, 2), window=2):
-    """The release's MaskedAutoencoderSwin state dict (encoder.* of models_mim.py)."""
-    g = torch.Generator().manual_seed(1)
-    r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
-    e = 'encoder.'
-    sd = {e + 'patch_embed.proj.weight': r(dim, 3, 4, 4), e + 'patch_embed.proj.bias': r(dim),
-          e + 'patch_embed.norm.weight': r(dim), e + 'patch_embed.norm.bias': r(dim)}
-    for i, (depth, nh) in enumerate(zip(depths, heads)):
-        c = dim * 2**i
-        for j in range(depth):
-            b = f'{e}layers.{i}.blocks.{j}.'
-            sd.update({
-                b + 'norm1.weight': r(c), b + 'norm1.bias': r(c),
-                b + 'attn.relative_position_bias_table': r((2 * window - 1)**2, nh),
-                b + 'attn.relative_position_index': torch.zeros(window**2, window**2).long(),
-                b + 'attn.qkv.weight': r(3 * c, c), b + 'attn.qkv.bias': r(3 * c),
-                b + 'attn.proj.weight': r(c, c), b + 'attn.proj.bias': r(c),
-                b + 'norm2.weight': r(c), b + 'norm2.bias': r(c),
-                b + 'mlp.fc1.weight': r(4 * c, c), b + 'mlp.fc1.bias': r(4 * c),
-                b + 'mlp.fc2.weight': r(c, 4 * c), b + 'mlp.fc2.bias': r(c)})
-        if i < len(depths) - 1:
-            d = f'{e}layers.{i}.downsample.'
-            sd.update({d + 'reduction.weight': r(2 * c, 4 * c), d + 'norm.weight': r(4 * c),
-                       d + 'norm.bias': r(4 * c)})
-    for k, mult in enumerate([2, 4, 8, 8]):
-        sd.update({f'{e}norm.{k}.weight': r(dim * mult), f'{e}norm.{k}.bias': r(dim * mult)})
-    sd.update({'decoder.0.embed.weight': r(4, 2 * dim), 'hog_enc.0.conv.weight': r(2, 1, 3, 3)})
-    return sd
-
-
 def _save_release(tmp_path, state, name='release.pth'):
     path = str(tmp_path / name)
     torch.save({'model': state}, path)
@@ -115,7 +65,9 @@ def test_release_vit_lands_where_timm_names_say(tmp_path):
     release_to_mm.convert(_save_release(tmp_path, src), out)
     ckpt = torch.load(out, weights_only=True)
     assert ckpt['meta']['converted_from'] == 'release-vit'
-    assert ckpt['meta']['dropped_keys'] == 4  # decoder (3) + HOG filter (1)
+    assert sorted(ckpt['meta']['dropped_keys']) == sorted(
+        [f'decoder.{k}.pos_embed' for k in range(4)] +
+        [f'hog_enc.{k}.conv.weight' for k in range(4)])  # constants, recomputed here
     vit = _vit()
     report = load_pretrained(vit, out, prefix='backbone.', allow_missing=['ln2.*'])
     assert sorted(report.missing_allowed) == ['ln2.bias', 'ln2.weight']
@@ -198,11 +150,12 @@ def test_release_swin_keys_fill_mmpretrain_swin(tmp_path):
     release_to_mm.convert(_save_release(tmp_path, src), out)
     meta = torch.load(out, weights_only=True)['meta']
     assert meta['converted_from'] == 'release-swin'
-    assert meta['dropped_keys'] == 2 + 4  # decoder + HOG filter + 4 relative_position_index
+    # constants recomputed here: 4 decoder tables, 4 Sobel filters
+    assert len(meta['dropped_keys']) == 8
     swin = _swin()
     report = load_pretrained(swin, out, prefix='backbone.', allow_missing=['norm3.*'])
     assert sorted(report.missing_allowed) == ['norm3.bias', 'norm3.weight']
-    assert all('relative_position_index' in k for k in report.missing_buffers)
+    assert report.missing_buffers == []
     blk = swin.stages[2].blocks[0]
     pre = 'encoder.layers.2.blocks.0.'
     assert torch.equal(blk.attn.w_msa.qkv.weight, src[pre + 'attn.qkv.weight'])
@@ -245,6 +198,78 @@ def test_release_converter_refuses_unknown_layouts(tmp_path):
         release_to_mm.convert(_save_release(tmp_path, ours), out)
     assert not osp.exists(out)
     assert os.listdir(tmp_path) == ['release.pth']  # no temporary left behind
+
+
+# ----------------------------------------------------------------------------- whole checkpoints
+TINY_VIT = 'configs/localmim/localmim_vit-tiny-p8_1xb32-coslr-20e_sample.py'
+TINY_SWIN = 'configs/localmim/localmim_swin-tiny_1xb32-coslr-20e_sample.py'
+WHOLE = {
+    # the tiny ViT recipe as ViT-L is set up: HOG with 18 bins and the per-scale bias
+    'vit-hog18-bias': (TINY_VIT, dict(head=dict(target_channels=54),
+                                      target_generator=dict(nbins=18, hog_bias=True)),
+                       lambda: release_vit_state(depth=8, dim=192, patch=8, grid=8,
+                                                 decoder_dim=128, nbins=18, hog_bias=True)),
+    'swin-hog': (TINY_SWIN, {},
+                 lambda: release_swin_state(dim=32, depths=(2, 2, 2, 2), heads=(1, 2, 4, 8),
+                                            window=4, grid=4, decoder_dim=64, nbins=18)),
+}
+
+
+def build_pretraining_model(config, overrides):
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmpretrain.registry import MODELS
+    init_default_scope('mmpretrain')
+    cfg = Config.fromfile(osp.join(REPO, config))
+    cfg.merge_from_dict({f'model.{k}': v for k, v in overrides.items()})
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    return model.eval()
+
+
+@pytest.mark.parametrize('name', sorted(WHOLE))
+def test_release_checkpoint_converts_whole_and_continues_pretraining(tmp_path, name, capsys):
+    """A file written like the release's save_model (args: an argparse.Namespace) converts
+    without --trust-pickle, every tensor lands (a strict load into the pre-training model, as
+    load_from does), and the converted model's HOG targets are the release's with the file's
+    per-scale biases."""
+    from mmengine.runner.checkpoint import load_checkpoint
+    config, overrides, make_state = WHOLE[name]
+    src = make_state()
+    path = save_like_the_release(str(tmp_path / 'checkpoint-99.pth'), src)
+    out = str(tmp_path / 'converted.pth')
+    release_to_mm.convert(path, out)
+    printed = capsys.readouterr().out
+    assert 'dropped, recomputed here and checked equal: ' in printed
+    assert 'decoder.*.pos_embed (4)' in printed and 'hog_enc.*.conv.weight (4)' in printed
+
+    model = build_pretraining_model(config, overrides)
+    load_checkpoint(model, out, map_location='cpu', strict=True)  # what load_from calls
+    biases = torch.stack([src[f'hog_enc.{k}.conv.bias'] for k in range(4)])
+    assert torch.equal(model.target_generator.hog_bias, biases)
+    decoder = model.head.decoders[0]
+    assert torch.equal(decoder.embed.weight, src['decoder.0.embed.weight'])
+    assert torch.equal(decoder.blocks[0].ffn.layers[0][0].weight,
+                       src['decoder.0.blocks.0.mlp.fc1.weight'])
+    pred = [k for k in src if k.startswith('decoder.0.pred') and k.endswith('weight')][-1]
+    last = decoder.pred if isinstance(decoder.pred, torch.nn.Linear) else decoder.pred[-1]
+    assert torch.equal(last.weight, src[pred])
+
+    img = torch.randn(2, 3, 64, 64) if 'vit' in name else torch.randn(2, 3, 128, 128)
+    cells = model.target_generator.cell_sizes
+    expected = release_hog(img, 18, cells, biases)
+    for got, want in zip(model.target_generator(img), expected):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+    losses = model.loss(img, None)
+    assert all(torch.isfinite(v) for v in losses.values())
+
+
+def test_release_file_with_other_pickled_objects_still_needs_trust(tmp_path):
+    import datetime
+    path = str(tmp_path / 'odd.pth')
+    torch.save({'model': release_vit_state(), 'extra': datetime.date(2023, 3, 9)}, path)
+    with pytest.raises(ValueError, match='trust-pickle'):
+        release_to_mm.convert(path, str(tmp_path / 'out.pth'))
 
 
 # ----------------------------------------------------------------------------- publish / extract

@@ -4,20 +4,35 @@
     python tools/model_converters/localmim_release_to_mm.py \
         vit_base_localmim_hog_1600ep_pretrain.pth checkpoints/localmim_vit-base_release.pth
 
-ViT (timm layout ``blocks.N.*`` under ``model``) and Swin pre-training checkpoints (``encoder.*``)
-become ``backbone.*`` (mmpretrain ``VisionTransformer`` / ``SwinTransformer`` keys) plus the
-per-tap norms as ``neck.norms.K.*``; the Swin PatchMerging weights are re-ordered to mmpretrain's
-channel order (see ``localmim_mm/transfer/release_layouts.py``). The pre-training decoders and
-HOG filters are dropped (counted in the output). The result loads like a published checkpoint:
-``init_cfg=dict(type='LoudPretrained', checkpoint=OUT, prefix='backbone.')``.
+The whole pre-training model is converted: ViT (timm layout ``blocks.N.*`` under ``model``) and
+Swin (``encoder.*``) encoders become ``backbone.*`` (mmpretrain ``VisionTransformer`` /
+``SwinTransformer`` keys; the Swin PatchMerging weights re-ordered to mmpretrain's channel
+order), the per-tap norms ``neck.norms.K.*``, the decoders ``head.decoders.K.*`` and the HOG
+layers' frozen biases ``target_generator.hog_bias`` (see
+``localmim_mm/transfer/release_layouts.py``). Constants that this project recomputes (decoder
+sin-cos tables, Sobel filters, Swin ``relative_position_index``) are checked and dropped; the
+summary names every dropped key. The output is a pure-tensor file that
+
+* continues pre-training or feeds the analysis tools:
+  ``--cfg-options load_from=OUT`` with the matching pre-training config;
+* transfers like a published checkpoint:
+  ``init_cfg=dict(type='LoudPretrained', checkpoint=OUT, prefix='backbone.')``.
+
+Release files pickle their ``argparse`` arguments (``args``); they load without
+``--trust-pickle``: exactly ``argparse.Namespace`` is allowed besides tensors and plain data.
 """
 import argparse
 import os.path as osp
 
+import torch
+
 from localmim_mm.transfer.checkpoint_io import (model_state_dict, package_versions,
                                                 read_checkpoint, save_pure_checkpoint,
                                                 sha256_of)
-from localmim_mm.transfer.release_layouts import LAYOUTS, convert_release
+from localmim_mm.transfer.release_layouts import LAYOUTS, convert_release, summarize_names
+
+# What the release's ``save_model`` pickles besides tensors and plain data: its arguments.
+RELEASE_PICKLED_TYPES = [argparse.Namespace]
 
 
 def parse_args():
@@ -28,22 +43,39 @@ def parse_args():
                         help='force the input layout (default: detected from the keys)')
     parser.add_argument('--trust-pickle', action='store_true',
                         help='load with the full unpickler (it can run code: only for files '
-                        'you trust)')
+                        'you trust, and only if a file holds more than the release\'s own types)')
     return parser.parse_args()
 
 
+def read_release_checkpoint(path: str, trusted: bool = False) -> dict:
+    with torch.serialization.safe_globals(RELEASE_PICKLED_TYPES):
+        return read_checkpoint(path, trusted=trusted)
+
+
 def convert(in_file: str, out_file: str, layout: str = None, trusted: bool = False) -> str:
-    state_dict, where = model_state_dict(read_checkpoint(in_file, trusted=trusted), in_file)
+    state_dict, where = model_state_dict(read_release_checkpoint(in_file, trusted), in_file)
     converted, info = convert_release(state_dict, layout)
     meta = dict(key_layout='model', source=osp.basename(in_file), converted_from='release-'
-                + info['layout'][0], dropped_keys=len(info['dropped']),
-                versions=package_versions())
+                + info['layout'][0], dropped_keys=info['dropped'], versions=package_versions())
     save_pure_checkpoint(converted, meta, out_file)
-    print(f'converted {len(converted)} of {len(state_dict)} tensors ({info["layout"][0]} release '
-          f'layout, from {where}) to {out_file} (sha256 {sha256_of(out_file)[:8]}); dropped '
-          f'{len(info["dropped"])} pre-training-only tensors (decoders, HOG filters, '
-          'relative_position_index buffers)')
+    print(summary(converted, state_dict, info, where, out_file))
     return out_file
+
+
+def summary(converted: dict, state_dict: dict, info: dict, where: str, out_file: str) -> str:
+    parts = {}
+    for key in converted:
+        parts[key.split('.')[0]] = parts.get(key.split('.')[0], 0) + 1
+    counts = ', '.join(f'{part} {n}' for part, n in parts.items())
+    text = (f'converted {len(state_dict) - len(info["dropped"])} of {len(state_dict)} tensors '
+            f'({info["layout"][0]} release layout, from {where}) to {out_file} (sha256 '
+            f'{sha256_of(out_file)[:8]}): {counts}')
+    if info['hog_bias']:
+        text += f' (target_generator.hog_bias from {summarize_names(info["hog_bias"])})'
+    if info['dropped']:
+        text += (f'; dropped, recomputed here and checked equal: '
+                 f'{summarize_names(info["dropped"])}')
+    return text
 
 
 def main():

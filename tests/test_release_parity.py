@@ -25,6 +25,7 @@ from torch import nn
 import localmim_mm  # noqa: F401
 
 from .recipes import build_recipe_model, pretraining_recipes, recipe_id
+from .release_reference import mae_sincos_table
 
 RECIPES = pretraining_recipes()
 
@@ -51,18 +52,6 @@ def default_conv_bound(weight: torch.Tensor) -> float:
 def xavier_bound(weight: torch.Tensor) -> float:
     fan_out, fan_in = weight.shape[0], weight[0].numel()
     return math.sqrt(6 / (fan_in + fan_out))
-
-
-def mae_sincos_table(dims: int, h: int, w: int) -> np.ndarray:
-    """MAE's 2-D sin-cos table (cls row of zeros first), raster order, written anew."""
-    def one_axis(d, positions):
-        omega = 1. / 10000**(np.arange(d // 2) / (d / 2.))
-        out = np.outer(positions.reshape(-1), omega)
-        return np.concatenate([np.sin(out), np.cos(out)], axis=1)
-
-    rows, cols = np.meshgrid(np.arange(h), np.arange(w), indexing='ij')
-    table = np.concatenate([one_axis(dims // 2, cols), one_axis(dims // 2, rows)], axis=1)
-    return np.concatenate([np.zeros((1, dims)), table], axis=0)
 
 
 def check_initialisation(model: nn.Module) -> dict:
@@ -159,5 +148,5 @@ def test_decoder_position_table_is_the_releases(grid, cls_token):
                                   'configs/localmim_swin-b.py')
     decoder = model.head.decoders[1]
     table = decoder.position_embedding(grid, torch.device('cpu'))[0].numpy()
-    expected = mae_sincos_table(table.shape[-1], *grid)
-    np.testing.assert_allclose(table, expected if cls_token else expected[1:], atol=1e-6)
+    np.testing.assert_allclose(table, mae_sincos_table(table.shape[-1], *grid, cls_token),
+                               atol=1e-6)

@@ -101,8 +101,8 @@ def test_global_attention_with_tables_resampled_to_the_input_grid():
 
 def test_padding_does_not_leak_into_real_tokens(monkeypatch):
     """A 5 x 6 map in one 8 x 8 window with zero tables is plain global attention over its 30
-    tokens: mmpretrain's MultiheadAttention with the same weights. The padded tokens have
-    non-zero keys and values (the q/k/v bias), so any leak would change the result."""
+    tokens: mmpretrain's MultiheadAttention with the same weights. An unmasked padded key would
+    take softmax weight (its logit is 0, not -inf) and change every real token's output."""
     from mmpretrain.models.utils import MultiheadAttention
     attn = _attention(window_size=8)
     with torch.no_grad():

@@ -85,9 +85,10 @@ class WindowedRelPosAttention(MultiheadAttention):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: (B, H, W, C) -> (B, H, W, C)."""
         batch, height, width, _ = x.shape
+        qkv = self.qkv(x)  # on the real tokens only: windows are padded after the projection
         if self.window_size:
-            x, padded_hw = window_partition(x, self.window_size)
-        out = self._attend(x, self._padding_flags(batch, height, width, x.device))
+            qkv, padded_hw = window_partition(qkv, self.window_size)
+        out = self._attend(qkv, self._padding_flags(batch, height, width, x.device))
         if self.window_size:
             out = window_unpartition(out, self.window_size, padded_hw, (height, width))
         out = self.proj(out)
@@ -102,10 +103,11 @@ class WindowedRelPosAttention(MultiheadAttention):
         windows, _ = window_partition(torch.ones(1, height, width, 1, device=device), size)
         return (windows == 0).flatten(1).float().repeat(batch, 1)  # padding comes out as 0
 
-    def _attend(self, x: torch.Tensor, pad_flags: Optional[torch.Tensor]) -> torch.Tensor:
-        """Attention over the tokens of each (n, h, w, C) window (or the whole map, n = B)."""
-        n, h, w, _ = x.shape
-        qkv = self.qkv(x).reshape(n, h * w, 3, self.num_heads, self.head_dims)
+    def _attend(self, qkv: torch.Tensor, pad_flags: Optional[torch.Tensor]) -> torch.Tensor:
+        """Attention over the tokens of each (n, h, w, 3C) window of q, k, v (or of the whole
+        map, n = B)."""
+        n, h, w, _ = qkv.shape
+        qkv = qkv.reshape(n, h * w, 3, self.num_heads, self.head_dims)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # (n, heads, h*w, head_dims)
         query, key = self._fold_rel_pos(q, k, h, w, pad_flags)
         width = query.shape[-1]

@@ -118,6 +118,21 @@ def test_padding_does_not_leak_into_real_tokens(monkeypatch):
     assert not torch.allclose(attn(x), expected, atol=1e-3)
 
 
+def test_attention_runs_in_the_fused_flash_kernel():
+    """No block needs the math fallback of scaled_dot_product_attention (which stores the
+    (N, N) attention matrix): restricted to the flash kernel, window (padded) and global blocks
+    run forward and backward, in float32 and under bfloat16 autocast."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    for window, grid in ((4, (7, 10)), (0, (5, 6))):
+        attn = _attention(window_size=window, rel_pos_size=grid).train()
+        for autocast in (False, True):
+            with sdpa_kernel([SDPBackend.FLASH_ATTENTION]), torch.autocast(
+                    'cpu', dtype=torch.bfloat16, enabled=autocast):
+                out = attn(torch.randn(2, *grid, 16))
+            out.float().sum().backward()
+            assert attn.rel_pos_h.grad.abs().sum() > 0
+
+
 def _tiny_vitdet(**kwargs):
     cfg = dict(type='ViTDet', arch=dict(embed_dims=32, num_layers=4, num_heads=2,
                                         feedforward_channels=64),
@@ -324,3 +339,29 @@ def test_train_two_iterations_and_evaluate(tiny_localmim_checkpoint, coco_mini, 
     with open(work_dir / run / 'vis_data' / 'scalars.json') as f:
         metrics = [json.loads(line) for line in f if 'coco/bbox_mAP' in line]
     assert metrics and 0 <= metrics[-1]['coco/segm_mAP'] <= 1
+
+
+def test_memory_benchmark_smoke(tmp_path):
+    """tools/benchmarks/vitdet_memory.py end to end at 64 px (no figure is checked, only the
+    report: both backbones, the ratios and the header with the load-average warning rule)."""
+    import importlib.util
+    import sys
+    from .conftest import run_tool
+    tool = osp.join(REPO, 'tools', 'benchmarks', 'vitdet_memory.py')
+    run_tool([sys.executable, tool, '--quick', '--size', '64', '--warmup', '0', '--threads', '1',
+              '--out-dir', str(tmp_path)])
+    with open(tmp_path / 'vitdet_memory.json') as f:
+        result = json.load(f)
+    assert [row['backbone'] for row in result['rows']] == ['global', 'vitdet']
+    assert all(row['peak_step_mb'] > 0 and row['step_s_median'] > 0 for row in result['rows'])
+    assert set(result['ratio_vitdet_to_global']) == {'memory', 'time'}
+    header = result['header']
+    assert 'vitdet_memory.py' in header['command'] and header['git_revision']
+    assert header['cores_used'] == 1
+    markdown = (tmp_path / 'vitdet_memory.md').read_text()
+    assert 'load average (1 min) before / after' in markdown and 'ViTDet / global' in markdown
+    spec = importlib.util.spec_from_file_location('vitdet_memory', tool)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.load_warning(0.5, 1) == ''
+    assert 'WARNING' in module.load_warning(3.0, 2)

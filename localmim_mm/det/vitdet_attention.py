@@ -12,9 +12,11 @@ the key gets ``k`` plus one-hot codes of its row and column, so that ``q' . k'``
 biased logit; a key that is window padding gets one more column that adds ``_PAD_LOGIT`` (its
 softmax weight is exactly 0 in float32, so padding never reaches a real token). Then
 ``F.scaled_dot_product_attention`` runs on (q', k', v) with the value zero-padded to the same width,
-which keeps the fused kernels (flash / memory-efficient, CPU and GPU) eligible: no (N, N) tensor
-is stored, which is what makes the 64 x 64-token global blocks of ViTDet-B at 1024 px cheap in
-memory. The price is a wider head in the global blocks (64 + 128 channels at 1024 px).
+which keeps the fused kernels (flash / memory-efficient, CPU and GPU) eligible, so no block stores
+an (N, N) tensor (a materialised bias would be 12 x 4096 x 4096 per image in each global block of
+ViTDet-B at 1024 px). The price is a wider head, most in the global blocks (64 + 128 channels at
+1024 px), so more activation memory and attention FLOPs per block than a plain fused-attention
+block.
 """
 from typing import Optional, Tuple
 
@@ -136,9 +138,9 @@ class WindowedRelPosAttention(MultiheadAttention):
         if pad_flags is not None:
             query.append(q.new_full((n, heads, tokens, 1), _PAD_LOGIT))
             key.append(pad_flags.to(q.dtype)[:, None, :, None].expand(n, heads, tokens, 1))
-        width = self.head_dims + h + w + (pad_flags is not None)
-        extra = -width % _WIDTH_ALIGN
-        query, key = torch.cat(query, -1), torch.cat(key, -1)
+        extra = -(self.head_dims + h + w + (pad_flags is not None)) % _WIDTH_ALIGN
         if extra:
-            query, key = F.pad(query, (0, extra)), F.pad(key, (0, extra))
-        return query, key
+            zeros = q.new_zeros(n, heads, tokens, extra)
+            query.append(zeros)
+            key.append(zeros)
+        return torch.cat(query, -1), torch.cat(key, -1)

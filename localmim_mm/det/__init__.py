@@ -3,5 +3,7 @@
 from .layer_decay import BackboneLayerDecayOptimWrapperConstructor
 from .layer_norm_2d import LayerNorm2d
 from .simple_feature_pyramid import SimpleFeaturePyramid
+from .vitdet import ViTDet
 
-__all__ = ['BackboneLayerDecayOptimWrapperConstructor', 'LayerNorm2d', 'SimpleFeaturePyramid']
+__all__ = ['BackboneLayerDecayOptimWrapperConstructor', 'LayerNorm2d', 'SimpleFeaturePyramid',
+           'ViTDet']

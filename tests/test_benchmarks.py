@@ -145,7 +145,7 @@ def test_lr_schedule_by_hand():
 
 
 def _pool_args(tmp_path, name, budgets):
-    return argparse.Namespace(blr=1.5e-3, batch_size=8, warmup_steps=2, cooldown=0.2,
+    return argparse.Namespace(blr=1.5e-3, batch_size=8, warmup_steps=2, cooldown=0.2, amp=False,
                               budgets=budgets, seeds=[0], eval_init=False,
                               work_dir=str(tmp_path / name))
 

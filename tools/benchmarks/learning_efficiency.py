@@ -230,7 +230,7 @@ def measure_step_costs(vitb_models: Dict[str, torch.nn.Module], args,
                        device: torch.device) -> dict:
     """Per-image training-step time of each method at ViT-B/224 (throughput.py's timing)."""
     cost = args.step_cost
-    amp = device.type == 'cuda'
+    amp = args.amp
     print(f'timing ViT-B/224 steps of {list(vitb_models)} (batch {cost["batch"]})', flush=True)
     rows = throughput.time_models(vitb_models, 224, cost['batch'], cost['steps'],
                                   cost['warmup'], device, amp)
@@ -238,10 +238,11 @@ def measure_step_costs(vitb_models: Dict[str, torch.nn.Module], args,
     return dict(
         rows=rows, image_s={name: row['image_s'] for name, row in rows.items()},
         method='throughput.time_models: the methods at ViT-B/224 interleaved round-robin, '
-               'median step time / batch ' + ('(AMP fp16, CUDA)' if amp else '(fp32, CPU)'),
+               f'median step time / batch ({"AMP fp16" if amp else "fp32"}, {device.type})',
         equivalent_command=(f'python tools/benchmarks/throughput.py --groups variants '
                             f'--batch {cost["batch"]} --steps {cost["steps"]} --warmup '
-                            f'{cost["warmup"]}{threads}' + ('' if amp else ' --cpu')))
+                            f'{cost["warmup"]}{threads}'
+                            + {'cpu': ' --cpu', 'cuda': '' if amp else ' --no-amp'}[device.type]))
 
 
 # --------------------------------------------------------------------------- data
@@ -324,6 +325,7 @@ class Run:
     def __init__(self, method: str, seed: int, cfg: dict, images: torch.Tensor, args,
                  device: torch.device):
         self.method, self.seed, self.cfg, self.device = method, seed, cfg, device
+        self.amp = args.amp
         self.model = build_model(cfg, seed).to(device).train()
         self.peak_lr = args.blr * args.batch_size / 256
         self.warmup = args.warmup_steps
@@ -338,7 +340,7 @@ class Run:
     def _wrapper(self, model):
         optimizer = torch.optim.AdamW(param_groups(model, 0.05), lr=self.peak_lr,
                                       betas=(0.9, 0.95))
-        if self.device.type == 'cuda':
+        if self.amp:
             return AmpOptimWrapper(optimizer=optimizer, loss_scale='dynamic')
         return OptimWrapper(optimizer=optimizer)
 
@@ -835,6 +837,9 @@ def parse_args(argv=None):
                      'work_dirs/benchmarks/learning_efficiency[_TAG])')
     run.add_argument('--no-eval-init', dest='eval_init', action='store_false',
                      help='skip the random-initialisation reference')
+    run.add_argument('--no-amp', dest='amp', action='store_false',
+                     help='--device cuda: train in float32 instead of AMP (float16 autocast, '
+                     'dynamic loss scale, as the recipes)')
     run.add_argument('--quick', action='store_true',
                      help='smoke run: 10 images per class, budgets of 1-4 epochs of batch 20, '
                      'one ViT-B step per method, 20-epoch probe')
@@ -877,6 +882,7 @@ def resolve_defaults(parser, args) -> None:
     args.eval_train_images = (args.train_images if args.eval_train_images is None
                               else args.eval_train_images)
     args.batch_size = args.batch_size or scale['batch_size']
+    args.amp = args.amp and args.device == 'cuda'
     args.step_cost = scale['step_cost']
     args.ablation_seeds = (args.seeds[:1] if args.ablation_seeds is None
                            else args.ablation_seeds)

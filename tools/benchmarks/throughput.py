@@ -46,7 +46,7 @@ import statistics
 import sys
 import time
 from functools import partial
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional
 
 import torch
 
@@ -648,6 +648,8 @@ def parse_args(argv=None):
                         help='after timing, profile one step of every model (torch.profiler)')
     parser.add_argument('--profile-top', type=int, default=15)
     parser.add_argument('--cpu', action='store_true', help='stay on CPU even if CUDA is present')
+    parser.add_argument('--no-amp', dest='amp', action='store_false',
+                        help='on CUDA: float32 steps instead of AMP (float16 autocast)')
     parser.add_argument('--threads', type=int, default=None, help='torch CPU threads')
     args = parser.parse_args(argv)
     quick = args.quick
@@ -671,7 +673,8 @@ def parse_args(argv=None):
 
 
 def environment(device: torch.device, amp: bool) -> dict:
-    return dict(device=torch.cuda.get_device_name() if amp else f'CPU ({cpu_model()})',
+    return dict(device=(torch.cuda.get_device_name() if device.type == 'cuda'
+                        else f'CPU ({cpu_model()})'),
                 amp=amp, torch=torch.__version__, threads=torch.get_num_threads(),
                 python=platform.python_version())
 
@@ -683,7 +686,7 @@ def main(argv=None) -> dict:
     init_default_scope('mmpretrain')
     MMLogger.get_current_instance().setLevel('WARNING')  # init_weights logs every parameter
     device = torch.device('cuda' if torch.cuda.is_available() and not args.cpu else 'cpu')
-    amp = device.type == 'cuda'
+    amp = device.type == 'cuda' and args.amp
     provenance = Provenance.start('throughput.py', argv, torch.get_num_threads(),
                                   device=device.type, quick=args.quick)
     torch.manual_seed(0)
@@ -691,7 +694,8 @@ def main(argv=None) -> dict:
     result = dict(
         provenance=provenance.finish(), environment=environment(device, amp),
         quick=args.quick, steps=args.steps, warmup=args.warmup,
-        memory_method=('torch.cuda.max_memory_allocated over the timed steps' if amp else
+        memory_method=('torch.cuda.max_memory_allocated over the timed steps'
+                       if device.type == 'cuda' else
                        'params + grads + AdamW state + tensors saved for backward in one step '
                        '(CPU lower bound)'),
         target_share_method=('target_generator.forward timed inside the step by forward hooks '

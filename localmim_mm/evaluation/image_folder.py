@@ -2,6 +2,7 @@
 import hashlib
 import os
 import os.path as osp
+from concurrent.futures import ThreadPoolExecutor
 from typing import List, Optional, Tuple
 
 import numpy as np
@@ -36,21 +37,25 @@ def list_image_folder(root: str, split: str,
 
 
 def load_image_folder(root: str, split: str, size: int, per_class: Optional[int] = None,
-                      cache_dir: Optional[str] = None) -> Tuple[torch.Tensor, torch.Tensor,
-                                                                 List[str]]:
-    """Images resized to ``size x size`` (bicubic) as a (N, 3, size, size) uint8 RGB tensor,
-    their labels (N,) and the class names. With ``cache_dir`` the decoded arrays are stored as
-    ``.npz`` and reused (keyed by the folder path, split, size, per_class and file list)."""
+                      cache_dir: Optional[str] = None, workers: Optional[int] = None
+                      ) -> Tuple[torch.Tensor, torch.Tensor, List[str]]:
+    """Images as a (N, 3, size, size) uint8 RGB tensor, their labels (N,) and the class names.
+
+    Each image's shorter side is resized to ``size`` (bicubic) and the centre ``size x size``
+    crop kept (square images are simply resized). Decoding runs in ``workers`` threads (default:
+    the CPU count). With ``cache_dir`` the decoded arrays are stored as ``.npz`` and reused
+    (keyed by the folder path, split, size, per_class and file list)."""
     paths, labels, classes = list_image_folder(root, split, per_class)
     cache = None
     if cache_dir:
-        key = hashlib.sha1('\n'.join([osp.abspath(root), split, str(size), str(per_class)]
-                                     + paths).encode()).hexdigest()[:16]
+        key = hashlib.sha1('\n'.join([osp.abspath(root), split, str(size), str(per_class),
+                                      'short-side-centre-crop'] + paths).encode()).hexdigest()[:16]
         cache = osp.join(cache_dir, f'{split}_{size}px_{key}.npz')
         if osp.exists(cache):
             data = np.load(cache)
             return torch.from_numpy(data['images']), torch.from_numpy(data['labels']), classes
-    images = np.stack([_load(p, size) for p in paths])
+    with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:  # PIL releases the GIL
+        images = np.stack(list(pool.map(lambda p: _load(p, size), paths)))
     labels = np.asarray(labels, dtype=np.int64)
     if cache:
         os.makedirs(cache_dir, exist_ok=True)
@@ -62,6 +67,11 @@ def load_image_folder(root: str, split: str, size: int, per_class: Optional[int]
 def _load(path: str, size: int) -> np.ndarray:
     with Image.open(path) as img:
         img = img.convert('RGB')
-        if img.size != (size, size):
-            img = img.resize((size, size), Image.BICUBIC)
+        width, height = img.size
+        if (width, height) != (size, size):
+            scale = size / min(width, height)
+            new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
+            left, top = (new_w - size) // 2, (new_h - size) // 2
+            img = img.resize((new_w, new_h), Image.BICUBIC).crop(
+                (left, top, left + size, top + size))
         return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).copy()

@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """CamVid transfer benchmark: UperNet on the tiny ViT from random init, MAE and LocalMIM.
 
-    python tools/benchmarks/camvid_transfer.py [--quick] [--out-dir DIR] [--pretrain-seconds S]
-        [--finetune-iters N] [--camvid ../shared/data/camvid.tar.gz]
+    python tools/benchmarks/camvid_transfer.py [--quick] [--out-dir docs/results] [--tag TAG]
+        [--work-dir DIR] [--pretrain-seconds S] [--finetune-iters N]
+        [--camvid ../shared/data/camvid.tar.gz]
 
 1. Pre-trains the tiny ViT (patch 8, 8 blocks of width 192, 64-px crops) on the CamVid *train*
    frames twice, for the same wall-clock budget each: mmpretrain's MAE (normalised-pixel target,
@@ -11,10 +12,13 @@
 2. Fine-tunes UperNet (configs/benchmarks/mmsegmentation/upernet_vit-tiny-p8_1xb4-tiny_camvid-
    128x128.py) for the same number of iterations from (a) random init, (b) the MAE backbone,
    (c) the LocalMIM backbone, through tools/train.py, and reads the mIoU on CamVid val.
-3. Writes ``results.json`` and ``results.md`` (with the command) to the output folder.
+3. Writes ``camvid_transfer[_TAG].json`` and ``.md`` to ``--out-dir`` (default
+   ``docs/results``; ``--quick``: ``work_dirs/benchmarks``), headed by the command, git revision,
+   machine and load average before / after (``_provenance.py``, with a loud warning when the load
+   exceeded the cores). Work folders, checkpoints and logs go to ``--work-dir``.
 
-Each phase runs in its own process. The machine is shared, so the pre-training budget is
-wall-clock: the iterations each method reached are reported next to the mIoU.
+Each phase runs in its own process. The pre-training budget is wall-clock, so it depends on the
+machine: the iterations each method reached are reported next to the mIoU.
 """
 import argparse
 import json
@@ -26,9 +30,16 @@ import sys
 import tarfile
 import time
 
+import torch
 from mmengine.config import DictAction
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+HERE = osp.dirname(osp.abspath(__file__))
+REPO = osp.dirname(osp.dirname(HERE))
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
+
+from _provenance import Provenance, output_stem  # noqa: E402
+
 LOCALMIM_CFG = osp.join(REPO, 'configs/localmim/localmim_vit-tiny-p8_1xb32-coslr-20e_sample.py')
 SEG_CFG = osp.join(
     REPO, 'configs/benchmarks/mmsegmentation/upernet_vit-tiny-p8_1xb4-tiny_camvid-128x128.py')
@@ -44,13 +55,21 @@ model = dict(
     neck=dict(type='MAEPretrainDecoder', num_patches=64, patch_size=8, in_chans=3, embed_dim=192,
               decoder_embed_dim=128, decoder_depth=2, decoder_num_heads=4, mlp_ratio=4.),
     head=dict(type='MAEPretrainHead', norm_pix=True, patch_size=8,
-              loss=dict(type='PixelReconstructionLoss', criterion='L2')))
+              loss=dict(type='PixelReconstructionLoss', criterion='L2')),
+    # mmpretrain's MAE recipe initialises the whole model this way (mae_vit-base-p16 configs)
+    init_cfg=[dict(type='Xavier', layer='Linear', distribution='uniform'),
+              dict(type='Constant', layer='LayerNorm', val=1.0, bias=0.0)])
 """
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--out-dir', default='work_dirs/camvid_transfer')
+    parser.add_argument('--out-dir', default=None,
+                        help='folder of camvid_transfer[_TAG].{json,md} (default docs/results; '
+                        '--quick: work_dirs/benchmarks)')
+    parser.add_argument('--tag', default=None, help='suffix of the output file names')
+    parser.add_argument('--work-dir', default='work_dirs/camvid_transfer',
+                        help='pre-training / fine-tuning folders, checkpoints and logs')
     parser.add_argument('--camvid', default=osp.join(REPO, '..', 'shared', 'data',
                                                      'camvid.tar.gz'),
                         help='camvid.tar.gz or an unpacked camvid/ folder')
@@ -69,6 +88,11 @@ def parse_args(argv=None):
     if args._pretrain is None and (args.pretrain_seconds <= 0 or args.finetune_iters < 1):
         parser.error(f'--pretrain-seconds={args.pretrain_seconds} and --finetune-iters='
                      f'{args.finetune_iters} must be positive')
+    args.out_dir = args.out_dir or ('work_dirs/benchmarks' if args.quick else 'docs/results')
+    try:
+        output_stem(args.out_dir, 'camvid_transfer', args.tag)
+    except ValueError as err:
+        parser.error(str(err))
     return args
 
 
@@ -184,8 +208,9 @@ def read_val_metrics(work_dir: str) -> dict:
     return {k: records[-1][k] for k in ('mIoU', 'mAcc', 'aAcc')}
 
 
-def write_report(out_dir: str, results: dict, command: str) -> None:
-    with open(osp.join(out_dir, 'results.json'), 'w') as f:
+def write_report(stem: str, results: dict, header: str) -> None:
+    os.makedirs(osp.dirname(stem) or '.', exist_ok=True)
+    with open(stem + '.json', 'w') as f:
         json.dump(results, f, indent=2)
     rows = ['| init | pre-training (iters / epochs / s) | mIoU | mAcc | aAcc |',
             '|---|---|---|---|---|']
@@ -193,13 +218,14 @@ def write_report(out_dir: str, results: dict, command: str) -> None:
         p = r.get('pretraining')
         pre = f"{p['iters']} / {p['epochs']} / {p['seconds']}" if p else '-'
         rows.append(f"| {name} | {pre} | {r['mIoU']:.2f} | {r['mAcc']:.2f} | {r['aAcc']:.2f} |")
-    text = ['# CamVid transfer: UperNet on the tiny ViT', '', f'Command: `{command}`', '',
+    text = ['# CamVid transfer: UperNet on the tiny ViT', '', header,
             f"Pre-training: {results['pretrain_seconds']} s wall-clock each on the CamVid train "
             f"frames (64-px crops); fine-tuning: {results['finetune_iters']} iterations of 4 "
             '128-px crops; mIoU on CamVid val (11 classes, void ignored), in %.', '', *rows, '']
-    with open(osp.join(out_dir, 'results.md'), 'w') as f:
+    with open(stem + '.md', 'w') as f:
         f.write('\n'.join(text))
     print('\n'.join(text))
+    print(f'wrote {stem}.json and {stem}.md')
 
 
 def main(argv=None):
@@ -208,9 +234,10 @@ def main(argv=None):
         config, work_dir, seconds = args._pretrain
         run_pretraining(config, work_dir, float(seconds), args._options)
         return
-    command = ' '.join(shlex.quote(a) for a in [
-        'python', 'tools/benchmarks/camvid_transfer.py', *(sys.argv[1:] if argv is None else argv)])
-    out_dir = osp.abspath(args.out_dir)
+    # the children train with this process's default thread count
+    provenance = Provenance.start('camvid_transfer.py', argv, torch.get_num_threads(),
+                                  quick=args.quick)
+    out_dir = osp.abspath(args.work_dir)
     os.makedirs(out_dir, exist_ok=True)
     camvid = unpack_camvid(args.camvid, out_dir)
     seconds = 5. if args.quick else args.pretrain_seconds
@@ -228,8 +255,10 @@ def main(argv=None):
         runs[name] = finetune(name, ckpt, camvid, out_dir, iters, args.quick, args.seed)
         if name in progress:
             runs[name]['pretraining'] = progress[name]
-    write_report(out_dir, dict(command=command, quick=args.quick, pretrain_seconds=seconds,
-                               finetune_iters=iters, seed=args.seed, runs=runs), command)
+    results = dict(provenance=provenance.finish(), quick=args.quick, pretrain_seconds=seconds,
+                   finetune_iters=iters, seed=args.seed, runs=runs)
+    write_report(output_stem(args.out_dir, 'camvid_transfer', args.tag), results,
+                 provenance.markdown())
 
 
 if __name__ == '__main__':

@@ -1,29 +1,40 @@
 #!/usr/bin/env python
-"""Accuracy per pre-training wall-clock: LocalMIM (HOG, pixel) vs mmpretrain's MAE (and LoMaR).
+"""Learning efficiency: LocalMIM (HOG, pixel) vs mmpretrain's MAE, accuracy per pre-training cost.
 
-    # pre-train every method for 1x, 2x, 3x a base budget, then evaluate every checkpoint
-    python tools/benchmarks/learning_efficiency.py run --data-root DIR --out-dir OUT \
-        [--budget-minutes 4] [--archive cifar10_jpeg.tar.gz --cache-dir /tmp/lme] [--quick]
-    # evaluate any checkpoint(s) of this script, or any model config + checkpoint, on any
-    # image-folder dataset (DIR/train/<class>/*, DIR/test/<class>/*)
-    python tools/benchmarks/learning_efficiency.py evaluate --data-root DIR CKPT [CKPT ...] \
-        [--config CFG] [--out-dir OUT]
+    # the full comparison on CPU (CIFAR-10 at its native 32 px; about 45 min on 2 quiet cores)
+    python tools/benchmarks/learning_efficiency.py run \
+        --archive ../shared/data/cifar10_jpeg.tar.gz --cache-dir /tmp/lme
+    # the GPU variant: ViT-S/16 at 224 px on any image folder (about 10 min on one GPU)
+    python tools/benchmarks/learning_efficiency.py run --device cuda --data-root DIR --tag gpu
+    # smoke run (writes to work_dirs/benchmarks)
+    python tools/benchmarks/learning_efficiency.py run --quick --data-root data/sample_cifar \
+        --test-split val
+    # k-NN and linear probe of checkpoints of this script on any image folder
+    python tools/benchmarks/learning_efficiency.py evaluate --data-root DIR CKPT [CKPT ...]
 
-Every method pre-trains the SAME encoder (ViT: 64 px inputs, patch 8, width 192, 8 blocks,
-3 heads, mask ratio 0.75) with the SAME loop: AdamW (0.9, 0.95), weight decay 0.05 (none on
-biases, norms, tokens), lr = blr x batch / 256, linear warm-up over the first 5 % of the longest
-budget and half-cycle cosine to 1e-6 at its end, both driven by the method's own training clock,
-float32. Only the method's part differs (decoders and targets of LocalMIM, MAE's decoder).
-The methods train interleaved in one process (one step of each in turn), each on the same
-sequence of augmented batches (RandomResizedCrop scale 0.2-1 + horizontal flip), and each
-method's clock sums only its own steps (preprocessing, forward, backward, optimiser; not the
-augmentation, which is identical for all, nor checkpointing or evaluation). A checkpoint is saved
-when a method's clock first reaches k x base budget.
+Protocol (``docs/benchmarks.md`` explains each choice):
 
-Evaluation (identical for every method and checkpoint): the encoder's unmasked forward, last block
-output averaged over patch tokens (before any final norm), then k-NN (k=20, cosine, weighted
-votes, temperature 0.07) and a linear probe (standardised features, one linear layer) trained on
-the train split and scored on the test split.
+* Methods: LocalMIM-HOG, LocalMIM-pixel and mmpretrain's MAE, each built from its shipped config
+  (:func:`throughput.method_config`) on the same small ViT encoder and initialised by its own
+  ``init_weights``; two ablations of LocalMIM-HOG (one seed): only the top block supervised, at
+  its coarse scale 0.5, and all four taps at one scale (1).
+* Decoders: each method's decoder width (config values; depth kept) is chosen so that its
+  decoder-to-encoder forward FLOP ratio equals the ratio of the same method at ViT-B/224, FLOPs
+  counted by mmengine's ``FlopAnalyzer``. ``--decoders unscaled`` keeps the configs' decoders.
+* Cost, three ways: images seen (epochs of the pre-training set); the run's measured wall-clock
+  (its own training steps); and ViT-B-equivalent cost = images seen x the method's per-image step
+  time at ViT-B/224 measured in the same session with ``throughput.py`` (:func:`time_models`),
+  shown in MAE-epochs (MAE's per-image time x the pre-training set size).
+* Schedule: each budget ends annealed. The runs of one (method, seed) share a trunk: linear
+  warm-up, then the peak lr; at (1 - cooldown) of each budget a branch leaves the trunk and
+  decays its lr (half cosine) to the minimum at the budget, where its checkpoint is saved (a
+  warmup-stable-decay schedule). The budgets are counted in optimiser steps, so the accuracies do
+  not depend on the machine's speed. All runs are interleaved step by step in one process (each
+  with its own RNG state), so they meet the same machine conditions.
+* Evaluation: the encoder's unmasked forward, last block output averaged over patch tokens; k-NN
+  (k=20, cosine, temperature 0.07) and a linear probe trained on the train split and scored on the
+  test split; mean and spread over seeds; the first budget at which each method reaches MAE's
+  final accuracy; LocalMIM at E against MAE at 3E.
 """
 import argparse
 import copy
@@ -31,6 +42,7 @@ import json
 import math
 import os
 import os.path as osp
+import statistics
 import sys
 import tarfile
 import time
@@ -39,96 +51,206 @@ from typing import Dict, List, Optional
 import torch
 import torch.nn.functional as F
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
+HERE = osp.dirname(osp.abspath(__file__))
+REPO = osp.dirname(osp.dirname(HERE))
+for path in (REPO, HERE):
+    if path not in sys.path:
+        sys.path.insert(0, path)
 
-import localmim_mm  # noqa: E402,F401  (registers the LocalMIM modules)
+import throughput  # noqa: E402  (tools/benchmarks/throughput.py: configs and step timing)
+from _provenance import Provenance, output_stem  # noqa: E402
 from localmim_mm.evaluation import (extract_features, knn_accuracy,  # noqa: E402
-                                    linear_probe_accuracy, load_image_folder)
+                                    linear_probe_accuracy, list_image_folder, load_image_folder)
+from mmengine.analysis import FlopAnalyzer  # noqa: E402
+from mmengine.analysis.jit_handles import get_shape  # noqa: E402
 from mmengine.config import Config  # noqa: E402
 from mmengine.logging import MMLogger  # noqa: E402
-from mmengine.optim import OptimWrapper  # noqa: E402
+from mmengine.optim import AmpOptimWrapper, OptimWrapper  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 from mmpretrain.registry import MODELS  # noqa: E402
 from mmpretrain.structures import DataSample  # noqa: E402
 
 MEAN, STD = [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]
-# Images arrive as RGB uint8, so the preprocessor only normalises.
-PREPROCESSOR = dict(type='SelfSupDataPreprocessor', mean=MEAN, std=STD, to_rgb=False)
-IMG_SIZE, PATCH = 64, 8
-ENCODER = dict(embed_dims=192, num_layers=8, num_heads=3, feedforward_channels=768)
-TAPS = [1, 3, 5, 7]
-CELLS = [2, 4, 8, 16]  # patch 8 at scales 4, 2, 1, 0.5
-LOMAR_CONFIG = 'configs/_base_/models/lomar_vit-base-p16.py'
+METHODS = ['LocalMIM-HOG', 'LocalMIM-pixel', 'MAE']
+ABLATIONS = ['LocalMIM-HOG top tap', 'LocalMIM-HOG one scale']
+REFERENCE = 'MAE'
+LOCALMIM = ['LocalMIM-HOG', 'LocalMIM-pixel']
+VIT_B = dict(arch='b', img_size=224, patch_size=16)
+# Per device: the encoder, the data and the budgets (epochs of the pre-training set).
+SCALES = {
+    'cpu': dict(
+        encoder=dict(embed_dims=128, num_layers=8, num_heads=2, feedforward_channels=512),
+        img_size=32, patch_size=4, batch_size=64, budgets=[4, 8, 12, 16], train_images=5000,
+        test_images=5000, probe_epochs=100, probe_batch_size=256,
+        step_cost=dict(batch=4, steps=3, warmup=1)),
+    # ViT-S/16 as in DeiT / MAE (mmpretrain's 's' arch is the older 768-wide one).
+    'cuda': dict(
+        encoder=dict(embed_dims=384, num_layers=12, num_heads=6, feedforward_channels=1536),
+        img_size=224, patch_size=16, batch_size=256, budgets=[2, 4, 6, 8], train_images=20000,
+        test_images=5000, probe_epochs=100, probe_batch_size=1024,
+        step_cost=dict(batch=64, steps=10, warmup=3)),
+}
+QUICK = dict(train_images=100, test_images=100, batch_size=20, budgets=[1, 2, 3, 4],
+             probe_epochs=20, step_cost=dict(batch=1, steps=1, warmup=1))
 
 
-# --------------------------------------------------------------------------- the methods
-def localmim(target: str) -> dict:
-    generator = (dict(type='MultiScaleHOGGenerator', nbins=9, cell_sizes=CELLS)
-                 if target == 'hog' else dict(type='MultiScalePixelGenerator', cell_sizes=CELLS))
-    channels = 27 if target == 'hog' else [3 * k * k for k in CELLS]
-    return dict(
-        type='LocalMIM', data_preprocessor=PREPROCESSOR,
-        backbone=dict(type='LocalMIMViT', arch=ENCODER, img_size=IMG_SIZE, patch_size=PATCH,
-                      mask_ratio=0.75, out_indices=TAPS),
-        neck=dict(type='MultiLayerNeck', in_channels=ENCODER['embed_dims'], num_layers=4),
-        head=dict(type='LocalMIMHead', in_channels=ENCODER['embed_dims'],
-                  target_channels=channels, scales=[4, 2, 1, 0.5], embed_dims=128, num_heads=4,
-                  depth=1),
-        target_generator=generator)
+# --------------------------------------------------------------------------- FLOPs
+class _LossForward(torch.nn.Module):
+    """One pre-training forward (``model.loss``) of a batch, as a traceable module."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        losses = self.model.loss(inputs, [DataSample() for _ in range(len(inputs))])
+        return sum(losses.values())
 
 
-def mae() -> dict:
-    """mmpretrain's MAE (stock modules and init); the decoder scaled down with the encoder:
-    4 blocks of width 128 (ViT-B: 8 blocks of 512 behind a 12 x 768 encoder)."""
-    return dict(
-        type='MAE', data_preprocessor=PREPROCESSOR,
-        backbone=dict(type='MAEViT', arch=ENCODER, img_size=IMG_SIZE, patch_size=PATCH,
-                      mask_ratio=0.75),
-        neck=dict(type='MAEPretrainDecoder', num_patches=(IMG_SIZE // PATCH) ** 2,
-                  patch_size=PATCH, in_chans=3, embed_dim=ENCODER['embed_dims'],
-                  decoder_embed_dim=128, decoder_depth=4, decoder_num_heads=4, mlp_ratio=4.),
-        head=dict(type='MAEPretrainHead', norm_pix=True, patch_size=PATCH,
-                  loss=dict(type='PixelReconstructionLoss', criterion='L2')),
-        init_cfg=[dict(type='Xavier', layer='Linear', distribution='uniform'),
-                  dict(type='Constant', layer='LayerNorm', val=1.0, bias=0.0)])
+def _sdpa_flops(inputs, outputs) -> int:
+    """``scaled_dot_product_attention``: q @ k^T and weights @ v, one multiply-add each."""
+    query, key = get_shape(inputs[0]), get_shape(inputs[1])
+    return math.prod(query[:-1]) * key[-2] * query[-1] * 2
 
 
-def lomar() -> Optional[dict]:
-    """The project's LoMaR config on the shared encoder: 4 windows of 4x4 patches (half the
-    8x8 grid per side, as 7x7 of 14x14 at ViT-B/224), 80 % masked. None when not present."""
-    path = osp.join(REPO, LOMAR_CONFIG)
-    if not osp.exists(path) or MODELS.get('LoMaR') is None:
-        return None
-    model = Config.fromfile(path).model.to_dict()
-    model['data_preprocessor'] = PREPROCESSOR
-    model['backbone'].update(arch=ENCODER, img_size=IMG_SIZE, patch_size=PATCH, window_size=4)
-    model['head'].update(embed_dims=ENCODER['embed_dims'], patch_size=PATCH)
-    return model
+def forward_flops(model: torch.nn.Module, img_size: int) -> Dict[str, int]:
+    """Multiply-adds of one image's pre-training forward (mmengine ``FlopAnalyzer`` with a handle
+    for ``scaled_dot_product_attention``), by module: ``encoder`` = the backbone (masked forward),
+    ``decoder`` = neck + head (LocalMIM's decoders; MAE's decoder is its neck), ``target`` = the
+    target generator, ``other`` = what runs outside these modules (e.g. the einsum of MAE's
+    patchify, which the counter takes for a contraction)."""
+    inputs = torch.rand(1, 3, img_size, img_size) * 255
+    analyzer = FlopAnalyzer(_LossForward(model).cpu(), (inputs, ))
+    analyzer.set_op_handle('aten::scaled_dot_product_attention', _sdpa_flops)
+    analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+    analyzer.tracer_warnings('none')
+    with torch.no_grad():
+        total = int(analyzer.total())
+        by_module = analyzer.by_module()
+    parts = {key: int(by_module.get(f'model.{key}', 0))
+             for key in ('backbone', 'neck', 'head', 'target_generator')}
+    encoder, decoder = parts['backbone'], parts['neck'] + parts['head']
+    target = parts['target_generator']
+    return dict(encoder=encoder, decoder=decoder, target=target,
+                other=total - encoder - decoder - target, ratio=decoder / encoder)
 
 
-def method_configs() -> Dict[str, dict]:
-    methods = {'LocalMIM-HOG': localmim('hog'), 'LocalMIM-pixel': localmim('pixel'),
-               'MAE': mae()}
-    lomar_cfg = lomar()
-    if lomar_cfg is not None:
-        methods['LoMaR'] = lomar_cfg
-    return methods
+def decoder_heads(width: int) -> int:
+    """Attention heads of a decoder ``width`` wide: the divisor of the width closest to
+    width / 32 (the ViT-B decoders of LocalMIM and MAE both have 32 channels per head)."""
+    divisors = [h for h in range(1, width + 1) if width % h == 0]
+    return min(divisors, key=lambda h: (abs(h - width / 32), h))
+
+
+def flop_matched_decoder(name: str, scale: dict, target_ratio: float) -> dict:
+    """The decoder width (multiple of 4) whose decoder / encoder FLOP ratio on ``scale``'s
+    encoder is closest to ``target_ratio``.
+
+    Decoder FLOPs are a quadratic in the width (linear layers ~ w^2; attention, norms and the
+    input / output projections ~ w), so three counts give the curve; the chosen width is counted
+    again, and a mismatch with the curve is an error.
+    """
+    def count(width):
+        decoder = dict(embed_dims=width, num_heads=decoder_heads(width))
+        return forward_flops(build_model(model_config(name, scale, decoder)), scale['img_size'])
+
+    samples = [8, 64, 128]
+    counts = [count(w) for w in samples]
+    encoder = counts[0]['encoder']
+    a, b, c = torch.linalg.solve(
+        torch.tensor([[w * w, w, 1.] for w in samples], dtype=torch.float64),
+        torch.tensor([n['decoder'] for n in counts], dtype=torch.float64)).tolist()
+    widths = range(4, 4097, 4)
+    best = min(widths, key=lambda w: abs((a * w * w + b * w + c) / encoder - target_ratio))
+    flops = count(best)
+    predicted = a * best * best + b * best + c
+    if abs(flops['decoder'] - predicted) > 1e-3 * predicted:
+        raise RuntimeError(f'{name}: decoder FLOPs at width {best} are {flops["decoder"]}, the '
+                           f'quadratic through widths {samples} predicts {predicted:.0f}; the '
+                           'decoder is not quadratic in its width, the width search is invalid')
+    return dict(embed_dims=best, num_heads=decoder_heads(best), flops=flops)
+
+
+# --------------------------------------------------------------------------- methods
+def model_config(name: str, scale: dict, decoder: Optional[dict]) -> dict:
+    """A method's config on the benchmark encoder; ``decoder`` sets its decoder width."""
+    cfg = throughput.method_config(
+        name, arch=scale['encoder'], img_size=scale['img_size'],
+        patch_size=scale['patch_size'],
+        decoder=None if decoder is None else dict(embed_dims=decoder['embed_dims'],
+                                                  num_heads=decoder['num_heads']))
+    # the images are decoded as RGB already
+    cfg['data_preprocessor'] = dict(cfg['data_preprocessor'], to_rgb=False)
+    return cfg
 
 
 def build_model(cfg: dict, seed: int = 0) -> torch.nn.Module:
+    """Build and initialise a model as the Runner does (the modules' own ``init_weights``)."""
     torch.manual_seed(seed)
     model = MODELS.build(copy.deepcopy(cfg))
     model.init_weights()
     return model
 
 
+def plan_methods(names: List[str], scale: dict, decoders: str,
+                 vitb_models: Dict[str, torch.nn.Module]) -> Dict[str, dict]:
+    """Per method: its ViT-B/224 FLOPs, the benchmark decoder and config, and their FLOPs."""
+    plan = {}
+    for name in names:
+        vitb = forward_flops(vitb_models[name], 224)
+        decoder = (flop_matched_decoder(name, scale, vitb['ratio'])
+                   if decoders == 'flop-matched' else None)
+        cfg = model_config(name, scale, decoder)
+        flops = decoder['flops'] if decoder else forward_flops(build_model(cfg),
+                                                               scale['img_size'])
+        plan[name] = dict(vitb_flops=vitb, config=cfg, flops=flops,
+                          decoder=describe_decoder(cfg))
+        print(f'{name}: decoder {plan[name]["decoder"]}; decoder / encoder FLOPs '
+              f'{flops["ratio"]:.3f} (ViT-B/224: {vitb["ratio"]:.3f})', flush=True)
+    return plan
+
+
+def describe_decoder(cfg: dict) -> dict:
+    if cfg['type'] == 'MAE':
+        neck = cfg['neck']
+        return dict(embed_dims=neck['decoder_embed_dim'], num_heads=neck['decoder_num_heads'],
+                    depth=neck['decoder_depth'], count=1)
+    head = cfg['head']
+    return dict(embed_dims=head['embed_dims'], num_heads=head['num_heads'],
+                depth=head.get('depth', 1), count=len(head['scales']))
+
+
+def build_vitb_models(names: List[str]) -> Dict[str, torch.nn.Module]:
+    """Each method at ViT-B/224, built from its config as :func:`throughput.method_config`."""
+    return {name: throughput.build_model(throughput.method_config(name, **VIT_B))
+            for name in names}
+
+
+def measure_step_costs(vitb_models: Dict[str, torch.nn.Module], args,
+                       device: torch.device) -> dict:
+    """Per-image training-step time of each method at ViT-B/224 (throughput.py's timing)."""
+    cost = args.step_cost
+    amp = args.amp
+    print(f'timing ViT-B/224 steps of {list(vitb_models)} (batch {cost["batch"]})', flush=True)
+    rows = throughput.time_models(vitb_models, 224, cost['batch'], cost['steps'],
+                                  cost['warmup'], device, amp)
+    threads = f' --threads {args.threads}' if args.threads else ''
+    return dict(
+        rows=rows, image_s={name: row['image_s'] for name, row in rows.items()},
+        method='throughput.time_models: the methods at ViT-B/224 interleaved round-robin, '
+               f'median step time / batch ({"AMP fp16" if amp else "fp32"}, {device.type})',
+        equivalent_command=(f'python tools/benchmarks/throughput.py --groups variants '
+                            f'--batch {cost["batch"]} --steps {cost["steps"]} --warmup '
+                            f'{cost["warmup"]}{threads}'
+                            + {'cpu': ' --cpu', 'cuda': '' if amp else ' --no-amp'}[device.type]))
+
+
 # --------------------------------------------------------------------------- data
 def random_resized_crop(images: torch.Tensor, size: int, generator: torch.Generator,
                         scale=(0.2, 1.0), ratio=(3 / 4, 4 / 3), flip: bool = True) -> torch.Tensor:
     """torchvision's RandomResizedCrop (+ horizontal flip) for a uint8 batch, one affine
-    resampling per batch (bilinear); returns float images in 0..255."""
+    resampling per batch (bilinear); returns float images in 0..255 on the images' device. The
+    random draws come from ``generator`` (CPU), so they do not depend on the device."""
     n = len(images)
     tries = 10
     area = torch.empty(n, tries).uniform_(*scale, generator=generator)
@@ -145,7 +267,7 @@ def random_resized_crop(images: torch.Tensor, size: int, generator: torch.Genera
     theta = torch.zeros(n, 2, 3)
     theta[:, 0, 0], theta[:, 0, 2] = w * sign, 2 * cx - 1
     theta[:, 1, 1], theta[:, 1, 2] = h, 2 * cy - 1
-    grid = F.affine_grid(theta, (n, 3, size, size), align_corners=False)
+    grid = F.affine_grid(theta.to(images.device), (n, 3, size, size), align_corners=False)
     out = F.grid_sample(images.float(), grid, mode='bilinear', padding_mode='border',
                         align_corners=False)
     return out.clamp_(0, 255)
@@ -164,7 +286,14 @@ class Batches:
             self.order, self.pos = torch.randperm(len(self.images), generator=self.generator), 0
         idx = self.order[self.pos:self.pos + self.batch_size]
         self.pos += self.batch_size
-        return random_resized_crop(self.images[idx], IMG_SIZE, self.generator)
+        return random_resized_crop(self.images[idx.to(self.images.device)],
+                                   self.images.shape[-1], self.generator)
+
+    def clone(self) -> 'Batches':
+        twin = copy.copy(self)
+        twin.generator = torch.Generator()
+        twin.generator.set_state(self.generator.get_state())
+        return twin
 
 
 # --------------------------------------------------------------------------- training
@@ -177,87 +306,160 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> List[dict]:
     return [dict(params=decay, weight_decay=weight_decay), dict(params=no_decay, weight_decay=0.)]
 
 
-def lr_at(fraction: float, peak: float, warmup: float = 0.05, min_lr: float = 1e-6) -> float:
-    if fraction < warmup:
-        return peak * max(fraction / warmup, 1e-3)
-    progress = min((fraction - warmup) / (1 - warmup), 1.)
+def lr_at(step: int, peak: float, warmup: int, decay: Optional[tuple],
+          min_lr: float = 1e-6) -> float:
+    """Linear warm-up over ``warmup`` steps, then ``peak``; over ``decay = (start, end)`` a half
+    cosine from ``peak`` to ``min_lr``."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    if decay is None or step < decay[0]:
+        return peak
+    progress = min((step - decay[0]) / max(decay[1] - decay[0], 1), 1.)
     return min_lr + (peak - min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-class Trainee:
-    """One method: model, optimiser, its own clock and the batches it has consumed."""
+class Run:
+    """One pre-training run of a method and seed: a trunk at the peak lr, or a branch decaying
+    to its budget. Keeps its own clock (its training steps only) and RNG state."""
 
-    def __init__(self, name: str, cfg: dict, images: torch.Tensor, args):
-        self.name, self.cfg = name, cfg
-        self.model = build_model(cfg, args.seed).train()
-        lr = args.blr * args.batch_size / 256
-        self.peak_lr = lr
-        self.wrapper = OptimWrapper(torch.optim.AdamW(param_groups(self.model, 0.05), lr=lr,
-                                                      betas=(0.9, 0.95)))
-        self.batches = Batches(images, args.batch_size, args.seed)
-        self.clock, self.cpu_clock, self.steps, self.losses = 0., 0., 0, []
-        self.checkpoints: List[dict] = []
+    def __init__(self, method: str, seed: int, cfg: dict, images: torch.Tensor, args,
+                 device: torch.device):
+        self.method, self.seed, self.cfg, self.device = method, seed, cfg, device
+        self.amp = args.amp
+        self.model = build_model(cfg, seed).to(device).train()
+        self.peak_lr = args.blr * args.batch_size / 256
+        self.warmup = args.warmup_steps
+        self.wrapper = self._wrapper(self.model)
+        self.batches = Batches(images, args.batch_size, seed)
+        torch.manual_seed(seed + 1)  # the masks: the same stream for every method of a seed
+        self.rng = self._get_rng()
+        self.clock, self.steps, self.losses = 0., 0, []
+        self.budget: Optional[dict] = None  # set on a branch: dict(epochs, steps, decay)
+        self.pending: List[dict] = []  # the budgets still to branch off (a trunk's)
 
-    def step(self, total_budget: float) -> None:
+    def _wrapper(self, model):
+        optimizer = torch.optim.AdamW(param_groups(model, 0.05), lr=self.peak_lr,
+                                      betas=(0.9, 0.95))
+        if self.amp:
+            return AmpOptimWrapper(optimizer=optimizer, loss_scale='dynamic')
+        return OptimWrapper(optimizer=optimizer)
+
+    def _get_rng(self) -> dict:
+        state = dict(cpu=torch.get_rng_state())
+        if self.device.type == 'cuda':
+            state['cuda'] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def _set_rng(self, state: dict) -> None:
+        torch.set_rng_state(state['cpu'])
+        if 'cuda' in state:
+            torch.cuda.set_rng_state(state['cuda'], self.device)
+
+    def step(self) -> None:
         inputs = self.batches.next()
-        lr = lr_at(self.clock / total_budget, self.peak_lr)
+        lr = lr_at(self.steps, self.peak_lr, self.warmup,
+                   self.budget['decay'] if self.budget else None)
         for group in self.wrapper.optimizer.param_groups:
             group['lr'] = lr
         data = dict(inputs=inputs, data_samples=[DataSample() for _ in range(len(inputs))])
-        start, cpu_start = time.perf_counter(), time.thread_time()
+        self._set_rng(self.rng)
+        if self.device.type == 'cuda':
+            torch.cuda.synchronize(self.device)
+        start = time.perf_counter()
         log_vars = self.model.train_step(data, self.wrapper)
+        loss = log_vars['loss']  # reading it synchronises: the clock holds the whole step
+        loss = loss.detach().item() if isinstance(loss, torch.Tensor) else float(loss)
         self.clock += time.perf_counter() - start
-        self.cpu_clock += time.thread_time() - cpu_start
+        self.rng = self._get_rng()
         self.steps += 1
-        loss = log_vars['loss']
-        self.losses.append(loss.item() if isinstance(loss, torch.Tensor) else float(loss))
+        if not math.isfinite(loss):
+            raise FloatingPointError(f'{self.method} seed {self.seed}: loss {loss} at step '
+                                     f'{self.steps}; lower --blr')
+        self.losses.append(loss)
 
-    def save(self, path: str, budget_s: float, batch_size: int) -> dict:
-        meta = dict(method=self.name, model=self.cfg, budget_s=budget_s, train_s=self.clock,
-                    main_thread_cpu_s=self.cpu_clock,
+    def branch(self, budget: dict) -> 'Run':
+        """A copy of this run (model, optimiser, data stream, RNG, clock) that decays to
+        ``budget``; this run goes on."""
+        twin = copy.copy(self)
+        twin.model = copy.deepcopy(self.model)
+        twin.wrapper = self._wrapper(twin.model)
+        twin.wrapper.load_state_dict(copy.deepcopy(self.wrapper.state_dict()))
+        twin.batches = self.batches.clone()
+        twin.rng = {k: v.clone() for k, v in self.rng.items()}
+        twin.losses = list(self.losses)
+        twin.budget, twin.pending = budget, []
+        return twin
+
+    def save(self, path: str, n_train: int, batch_size: int) -> dict:
+        epochs = self.budget['epochs'] if self.budget else 0
+        meta = dict(method=self.method, seed=self.seed, model=self.cfg, budget_epochs=epochs,
                     steps=self.steps, images_seen=self.steps * batch_size,
-                    loss_last100=sum(self.losses[-100:]) / max(len(self.losses[-100:]), 1))
+                    epochs_seen=self.steps * batch_size / n_train, train_s=self.clock,
+                    loss_last20=(statistics.fmean(self.losses[-20:]) if self.losses
+                                 else None))
         tmp = path + '.tmp'
-        torch.save(dict(state_dict=self.model.state_dict(), meta=meta), tmp)
+        state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+        torch.save(dict(state_dict=state, meta=meta), tmp)
         os.replace(tmp, path)
         return dict(meta, checkpoint=path)
 
 
-def pretrain(args, images: torch.Tensor) -> List[str]:
-    """Pre-train every method, interleaved; the checkpoint paths (random init first)."""
-    budgets = [m * args.budget_minutes * 60 for m in args.budget_multiples]
-    total = budgets[-1]
-    trainees = {name: Trainee(name, cfg, images, args) for name, cfg in method_configs().items()}
-    ckpt_dir = osp.join(args.out_dir, 'checkpoints')
+def schedule(args, n_train: int) -> List[dict]:
+    """Each budget in optimiser steps, with the steps over which its branch decays."""
+    budgets = []
+    for epochs in args.budgets:
+        steps = max(1, round(epochs * n_train / args.batch_size))
+        start = round((1 - args.cooldown) * steps)
+        if start < args.warmup_steps:
+            raise SystemExit(f'the warm-up ({args.warmup_steps} steps) ends after the budget of '
+                             f'{epochs:g} epochs starts decaying (step {start}); shorten '
+                             '--warmup-epochs or raise --budgets')
+        budgets.append(dict(epochs=epochs, steps=steps, decay=(start, steps)))
+    return budgets
+
+
+def pretrain(plan: Dict[str, dict], runs: List[tuple], images: torch.Tensor, args,
+             device: torch.device) -> List[dict]:
+    """Train every (method, seed) of ``runs`` through every budget, interleaved: always the run
+    with the fewest steps goes next. Returns the checkpoints' metadata (random init first)."""
+    n_train = len(images)
+    budgets = schedule(args, n_train)
+    ckpt_dir = osp.join(args.work_dir, 'checkpoints')
     os.makedirs(ckpt_dir, exist_ok=True)
-    paths = []
-    if args.eval_init:  # the first method's encoder before any step (same encoder for all)
-        first = next(iter(trainees.values()))
-        paths.append(first.save(osp.join(ckpt_dir, 'init.pth'), 0., args.batch_size)['checkpoint'])
-    print(f'pre-training {list(trainees)} for budgets {[b / 60 for b in budgets]} min each, '
-          f'interleaved', flush=True)
-    last_report = time.time()
-    active = list(trainees.values())
+    saved, active = [], []
+    for method, seed in runs:
+        run = Run(method, seed, plan[method]['config'], images, args, device)
+        if seed == args.seeds[0] and method in METHODS and args.eval_init:
+            saved.append(run.save(osp.join(ckpt_dir, f'{slug(method)}_init.pth'), n_train,
+                                  args.batch_size))
+        run.pending = list(budgets)
+        active.append(run)
+    total = len(runs) * (budgets[-1]['steps'] + sum(b['steps'] - b['decay'][0]
+                                                    for b in budgets[:-1]))
+    print(f'pre-training {len(runs)} runs, budgets {[b["epochs"] for b in budgets]} epochs = '
+          f'{[b["steps"] for b in budgets]} steps of {args.batch_size} images '
+          f'({total} steps in all)', flush=True)
+    done, start, last_report = 0, time.time(), time.time()
     while active:
-        for trainee in list(active):
-            trainee.step(total)
-            # a slow step may cross several budgets: save one checkpoint for each
-            while (len(trainee.checkpoints) < len(budgets)
-                   and trainee.clock >= budgets[len(trainee.checkpoints)]):
-                done = len(trainee.checkpoints)
-                mult = args.budget_multiples[done]
-                path = osp.join(ckpt_dir, f'{slug(trainee.name)}_{mult}x.pth')
-                trainee.checkpoints.append(trainee.save(path, budgets[done], args.batch_size))
-                print(f'{trainee.name}: checkpoint {mult}x after {trainee.steps} steps, '
-                      f'{trainee.clock:.0f} s, loss {trainee.checkpoints[-1]["loss_last100"]:.4f}',
-                      flush=True)
-                if done + 1 == len(budgets):
-                    active.remove(trainee)
-        if time.time() - last_report > 60:
+        run = min(active, key=lambda r: r.steps)
+        while run.pending and run.steps >= run.pending[0]['decay'][0]:  # a branch point
+            budget = run.pending.pop(0)
+            if run.pending:
+                active.append(run.branch(budget))
+            else:
+                run.budget = budget  # the trunk itself decays to the last budget
+        run.step()
+        done += 1
+        if run.budget and run.steps >= run.budget['steps']:
+            name = f"{slug(run.method)}_seed{run.seed}_{run.budget['epochs']:g}ep.pth"
+            saved.append(run.save(osp.join(ckpt_dir, name), n_train, args.batch_size))
+            active.remove(run)
+        if time.time() - last_report > 30 or not active:
             last_report = time.time()
-            print('  ' + ', '.join(f'{t.name}: {t.steps} steps {t.clock:.0f} s'
-                                   for t in trainees.values()), flush=True)
-    return paths + [c['checkpoint'] for t in trainees.values() for c in t.checkpoints]
+            elapsed = time.time() - start
+            print(f'  {done}/{total} steps, {elapsed / 60:.1f} min, ETA '
+                  f'{elapsed / done * (total - done) / 60:.1f} min', flush=True)
+    return saved
 
 
 def slug(name: str) -> str:
@@ -278,7 +480,7 @@ def load_checkpoint(path: str, config: Optional[str] = None):
         raise ValueError(f'{path} carries no model config (meta.model); pass --config with the '
                          'config the checkpoint was trained with')
     model = build_model(cfg)
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing, _ = model.load_state_dict(state, strict=False)
     backbone_missing = [k for k in missing if k.startswith('backbone.')]
     if backbone_missing or not any(k.startswith('backbone.') for k in state):
         raise ValueError(f'{path}: the backbone weights do not match the config '
@@ -286,19 +488,23 @@ def load_checkpoint(path: str, config: Optional[str] = None):
     return model, dict(meta, checkpoint=path)
 
 
-def evaluate_checkpoint(path: str, data: dict, args, config: Optional[str] = None) -> dict:
+def evaluate_checkpoint(path: str, data: dict, args, device: torch.device,
+                        config: Optional[str] = None) -> dict:
     model, meta = load_checkpoint(path, config)
-    img_size = model.backbone.patch_resolution[0] * model.backbone.patch_embed.projection.stride[0]
+    backbone = model.backbone.to(device)
+    img_size = backbone.patch_resolution[0] * backbone.patch_embed.projection.stride[0]
     if img_size != data['size']:
         raise ValueError(f'{path}: the encoder expects {img_size} px, the evaluation data is '
                          f"{data['size']} px; pass --img-size {img_size}")
     start = time.perf_counter()
-    train_f = extract_features(model.backbone, data['train_x'], MEAN, STD, args.eval_batch_size)
-    test_f = extract_features(model.backbone, data['test_x'], MEAN, STD, args.eval_batch_size)
-    knn = knn_accuracy(train_f, data['train_y'], test_f, data['test_y'], k=args.knn_k,
-                       temperature=args.knn_temperature)
+    train_f = extract_features(backbone, data['train_x'], MEAN, STD, args.eval_batch_size,
+                               device)
+    test_f = extract_features(backbone, data['test_x'], MEAN, STD, args.eval_batch_size, device)
+    knn = knn_accuracy(train_f.to(device), data['train_y'], test_f, data['test_y'],
+                       k=args.knn_k, temperature=args.knn_temperature)
     linear = linear_probe_accuracy(train_f, data['train_y'], test_f, data['test_y'],
-                                   epochs=args.probe_epochs)
+                                   epochs=args.probe_epochs, batch_size=args.probe_batch_size,
+                                   device=device)
     meta.pop('model', None)
     result = dict(meta, knn_top1=knn, linear_top1=linear, eval_s=time.perf_counter() - start)
     print(f"evaluated {osp.basename(path)}: k-NN {100 * knn:.2f} %, linear {100 * linear:.2f} %",
@@ -306,12 +512,21 @@ def evaluate_checkpoint(path: str, data: dict, args, config: Optional[str] = Non
     return result
 
 
+def per_class(root: str, split: str, total: Optional[int]) -> Optional[int]:
+    """Images per class for a class-balanced subset of ``total`` images (None: all)."""
+    if not total:
+        return None
+    classes = list_image_folder(root, split)[2]
+    return max(1, total // len(classes))
+
+
 def load_eval_data(args) -> dict:
+    bank = per_class(args.data_root, args.train_split, args.eval_train_images)
+    test = per_class(args.data_root, args.test_split, args.test_images)
     train_x, train_y, classes = load_image_folder(args.data_root, args.train_split, args.img_size,
-                                                  args.eval_train_per_class, args.cache_dir)
+                                                  bank, args.cache_dir)
     test_x, test_y, test_classes = load_image_folder(args.data_root, args.test_split,
-                                                     args.img_size, args.eval_test_per_class,
-                                                     args.cache_dir)
+                                                     args.img_size, test, args.cache_dir)
     if classes != test_classes:
         raise ValueError(f'the {args.train_split} and {args.test_split} splits of '
                          f'{args.data_root} have different class folders')
@@ -319,97 +534,250 @@ def load_eval_data(args) -> dict:
                 classes=classes, size=args.img_size)
 
 
+# --------------------------------------------------------------------------- summary
+METRICS = {'knn_top1': 'k-NN', 'linear_top1': 'linear probe'}
+
+
+def add_costs(results: List[dict], image_s: Dict[str, float], n_train: int) -> None:
+    """ViT-B-equivalent cost of every checkpoint: seconds, and MAE-epochs."""
+    for r in results:
+        seconds = r['images_seen'] * image_s[r['method']]
+        r['vitb_equiv_s'] = seconds
+        r['vitb_equiv_mae_epochs'] = seconds / (image_s[REFERENCE] * n_train)
+
+
+def aggregate(results: List[dict]) -> List[dict]:
+    """Mean and spread over seeds per (method, budget)."""
+    groups: Dict[tuple, List[dict]] = {}
+    for r in results:
+        groups.setdefault((r['method'], r['budget_epochs']), []).append(r)
+    rows = []
+    for (method, epochs), runs in sorted(groups.items(), key=lambda kv: kv[0][1]):
+        row = dict(method=method, budget_epochs=epochs, seeds=sorted(r['seed'] for r in runs),
+                   images_seen=runs[0]['images_seen'], epochs_seen=runs[0]['epochs_seen'],
+                   train_s_mean=statistics.fmean(r['train_s'] for r in runs),
+                   vitb_equiv_mae_epochs=runs[0].get('vitb_equiv_mae_epochs'),
+                   vitb_equiv_s=runs[0].get('vitb_equiv_s'))
+        for key in METRICS:
+            values = [r[key] for r in runs]
+            row[key] = dict(mean=statistics.fmean(values), min=min(values), max=max(values),
+                            std=statistics.stdev(values) if len(values) > 1 else None,
+                            values=values)
+        rows.append(row)
+    return rows
+
+
+def cell(rows: List[dict], method: str, epochs) -> Optional[dict]:
+    return next((r for r in rows
+                 if r['method'] == method and math.isclose(r['budget_epochs'], epochs)), None)
+
+
+def standard_error(row: dict, key: str, n_test: int) -> float:
+    """Of a mean over seeds: the seeds' spread, but never below the test set's binomial error."""
+    stats = row[key]
+    p, n = stats['mean'], len(stats['values'])
+    binomial = math.sqrt(max(p * (1 - p), 1e-12) / n_test) / math.sqrt(n)
+    seeds = stats['std'] / math.sqrt(n) if stats['std'] is not None else 0.
+    return max(binomial, seeds)
+
+
+def compare(ours: dict, theirs: dict, key: str, n_test: int) -> dict:
+    """Margin of two means, and whether it exceeds twice its standard error."""
+    margin = ours[key]['mean'] - theirs[key]['mean']
+    noise = 2 * math.hypot(standard_error(ours, key, n_test), standard_error(theirs, key, n_test))
+    verdict = ('within noise' if abs(margin) <= noise else
+               'LocalMIM ahead' if margin > 0 else 'MAE ahead')
+    return dict(localmim=ours[key]['mean'], mae=theirs[key]['mean'], margin=margin,
+                noise_2se=noise, met=margin >= 0, verdict=verdict)
+
+
+def first_reach(rows: List[dict], budgets: List[float]) -> Dict[str, dict]:
+    """Per method and metric: the first budget whose mean reaches MAE's mean at the largest."""
+    final = cell(rows, REFERENCE, budgets[-1])
+    out = {}
+    if final is None:
+        return out
+    for method in sorted({r['method'] for r in rows}):
+        out[method] = {}
+        for key in METRICS:
+            hit = next((r for r in sorted((r for r in rows if r['method'] == method and
+                                           r['budget_epochs'] > 0),
+                                          key=lambda r: r['budget_epochs'])
+                        if r[key]['mean'] >= final[key]['mean']), None)
+            out[method][key] = dict(target=final[key]['mean'], reached=hit is not None)
+            if hit:
+                out[method][key].update(
+                    budget_epochs=hit['budget_epochs'], train_s=hit['train_s_mean'],
+                    vitb_equiv_mae_epochs=hit['vitb_equiv_mae_epochs'])
+    return out
+
+
+def e_vs_3e(rows: List[dict], budgets: List[float], n_test: int) -> List[dict]:
+    """LocalMIM at budget E against MAE at 3E, for every E with 3E among the budgets."""
+    out = []
+    for epochs in budgets:
+        mae = cell(rows, REFERENCE, 3 * epochs)
+        for method in LOCALMIM:
+            ours = cell(rows, method, epochs)
+            if mae is None or ours is None:
+                continue
+            out.append(dict(method=method, epochs=epochs, mae_epochs=3 * epochs,
+                            **{key: compare(ours, mae, key, n_test) for key in METRICS}))
+    return out
+
+
+def ablation_table(results: List[dict], ablations: List[str],
+                   budgets: List[float]) -> List[dict]:
+    """Each ablation against full LocalMIM-HOG of the same seeds, per budget."""
+    def runs(method, epochs):
+        return [r for r in results
+                if r['method'] == method and math.isclose(r['budget_epochs'], epochs)]
+
+    out = []
+    for epochs in budgets:
+        for name in ablations:
+            ablated = runs(name, epochs)
+            seeds = sorted(r['seed'] for r in ablated)
+            full = [r for r in runs('LocalMIM-HOG', epochs) if r['seed'] in seeds]
+            if not ablated or len(full) != len(ablated):
+                continue
+            entry = dict(method=name, epochs=epochs, seeds=seeds)
+            for key in METRICS:
+                a = statistics.fmean(r[key] for r in ablated)
+                f = statistics.fmean(r[key] for r in full)
+                entry[key] = dict(ablation=a, full=f, margin=a - f)
+            out.append(entry)
+    return out
+
+
 # --------------------------------------------------------------------------- report
-def summarise(results: List[dict], args) -> dict:
-    """Target check: LocalMIM at the base budget vs MAE at the largest one."""
-    def acc(method, mult, key='knn_top1'):
-        budget = mult * args.budget_minutes * 60
-        for r in results:
-            if r.get('method') == method and abs(r.get('budget_s', -1) - budget) < 1e-6:
-                return r[key]
-        return None
-
-    base, top = args.budget_multiples[0], args.budget_multiples[-1]
-    checks = {}
-    for method in ('LocalMIM-HOG', 'LocalMIM-pixel'):
-        ours, theirs = acc(method, base), acc('MAE', top)
-        if ours is not None and theirs is not None:
-            checks[f'{method}@{base}x_vs_MAE@{top}x_knn'] = dict(
-                localmim=ours, mae=theirs, margin=ours - theirs, met=ours >= theirs)
-    return checks
+def pct(value: Optional[float]) -> str:
+    return '-' if value is None else f'{100 * value:.2f}'
 
 
-def to_markdown(report: dict) -> str:
-    cfg = report['settings']
-    mults = cfg['budget_multiples']
-    head = ' | '.join(f'{m}x k-NN | {m}x linear' for m in mults)
-    lines = ['# Learning efficiency (accuracy vs pre-training wall-clock)', '',
-             f"Base budget {cfg['budget_minutes']} min per method; device {report['device']}; "
-             f"pre-training images: {report['num_train_images']}; k-NN bank "
-             f"{report['num_eval_train']} / test {report['num_eval_test']} images "
-             f"({cfg['test_split']} split).", '',
-             f'| method | {head} | steps at {mults[-1]}x | images seen at {mults[-1]}x |',
-             '|---|' + '---|' * (2 * len(mults) + 2)]
-    methods = []
-    for r in report['results']:
-        if r.get('method') and r['method'] not in methods and r.get('budget_s', 0) > 0:
-            methods.append(r['method'])
-    for method in methods:
-        rows = sorted((r for r in report['results']
-                       if r.get('method') == method and r.get('budget_s', 0) > 0),
-                      key=lambda r: r['budget_s'])
-        cells = ' | '.join(f"{100 * r['knn_top1']:.2f} | {100 * r['linear_top1']:.2f}"
-                           for r in rows)
-        lines.append(f"| {method} | {cells} | {rows[-1]['steps']} | {rows[-1]['images_seen']} |")
-    init = [r for r in report['results'] if r.get('budget_s') == 0]
-    if init:
-        knn, linear = 100 * init[0]['knn_top1'], 100 * init[0]['linear_top1']
-        lines += ['', f'Random initialisation (no pre-training): k-NN {knn:.2f} %, '
-                      f'linear {linear:.2f} %.']
-    if report['target_checks']:
-        lines += ['', '| target | LocalMIM k-NN | MAE k-NN | margin | met |',
-                  '|---|---|---|---|---|']
-        for name, c in report['target_checks'].items():
-            lines.append(f"| {name} | {100 * c['localmim']:.2f} | {100 * c['mae']:.2f} | "
-                         f"{100 * c['margin']:+.2f} | {'yes' if c['met'] else 'no'} |")
+def mean_spread(stats: dict) -> str:
+    if len(stats['values']) == 1:
+        return pct(stats['mean'])
+    return f"{pct(stats['mean'])} ({pct(stats['min'])}-{pct(stats['max'])})"
+
+
+def to_markdown(report: dict, header: str) -> str:
+    s, proto = report['settings'], report['protocol']
+    enc = proto['encoder']
+    lines = ['# Learning efficiency: accuracy per pre-training cost', '', header,
+             f"Pre-training: {report['num_train_images']} images of `{s['train_split']}` "
+             f"(class-balanced), {proto['img_size']} px, patch {proto['patch_size']}, encoder "
+             f"ViT {enc['embed_dims']} wide x {enc['num_layers']} blocks ({enc['num_heads']} "
+             f"heads), mask ratio 0.75, batch {s['batch_size']}, AdamW lr "
+             f"{proto['peak_lr']:.2e}, warm-up {s['warmup_steps']} steps, each budget's last "
+             f"{100 * s['cooldown']:.0f} % decaying to 1e-6 (warmup-stable-decay; every "
+             f"checkpoint annealed). Seeds {s['seeds']} (ablations: {s['ablation_seeds']}). "
+             f"Evaluation: k-NN (k={s['knn_k']}) and linear probe ({s['probe_epochs']} epochs), "
+             f"bank / probe set {report['num_eval_train']} `{s['train_split']}` images, scored on "
+             f"{report['num_eval_test']} `{s['test_split']}` images. Top-1 in %; with several "
+             'seeds: mean (min-max).', '',
+             '## Decoders and step costs', '',
+             f"Decoders: {s['decoders']}. Forward multiply-adds per image (mmengine FlopAnalyzer); "
+             f"step time per image at ViT-B/224: {report['step_costs']['method']}; the same rows "
+             f"as `{report['step_costs']['equivalent_command']}`.", '',
+             '| method | decoder (width / heads / depth x count) | encoder MFLOPs | decoder MFLOPs '
+             '| decoder / encoder | at ViT-B/224 | ViT-B step s / image | vs MAE |',
+             '|---|---|---|---|---|---|---|---|']
+    image_s = report['step_costs']['image_s']
+    for name, m in report['methods'].items():
+        d, f = m['decoder'], m['flops']
+        lines.append(
+            f"| {name} | {d['embed_dims']} / {d['num_heads']} / {d['depth']} x {d['count']} | "
+            f"{f['encoder'] / 1e6:.1f} | {f['decoder'] / 1e6:.1f} | {f['ratio']:.3f} | "
+            f"{m['vitb_flops']['ratio']:.3f} | {image_s[name]:.4f} | "
+            f"{image_s[name] / image_s[REFERENCE]:.2f} |")
+    lines += ['', '## Accuracy per budget', '',
+              '| method | epochs | wall-clock s | ViT-B-equiv. (MAE-epochs) | k-NN | linear |',
+              '|---|---|---|---|---|---|']
+    for row in sorted(report['aggregate'], key=lambda r: (order(r['method']),
+                                                          r['budget_epochs'])):
+        lines.append(f"| {row['method']} | {row['budget_epochs']:g} | "
+                     f"{row['train_s_mean']:.0f} | {row['vitb_equiv_mae_epochs']:.2f} | "
+                     f"{mean_spread(row['knn_top1'])} | {mean_spread(row['linear_top1'])} |")
+    lines += ['', '(epochs 0: the random initialisation of each encoder.)', '',
+              f"## Budget at which each method first reaches {REFERENCE}'s final accuracy", '',
+              '| method | metric | target | epochs | wall-clock s | ViT-B-equiv. (MAE-epochs) |',
+              '|---|---|---|---|---|---|']
+    for method, metrics in report['first_reach'].items():
+        for key, hit in metrics.items():
+            where = (f"{hit['budget_epochs']:g} | {hit['train_s']:.0f} | "
+                     f"{hit['vitb_equiv_mae_epochs']:.2f}" if hit['reached'] else
+                     'not reached | - | -')
+            lines.append(f"| {method} | {METRICS[key]} | {pct(hit['target'])} | {where} |")
+    lines += ['', f'## LocalMIM at E against {REFERENCE} at 3E', '',
+              '| LocalMIM | E | metric | LocalMIM@E | MAE@3E | margin | 2 s.e. | verdict |',
+              '|---|---|---|---|---|---|---|---|']
+    for c in report['e_vs_3e']:
+        for key in METRICS:
+            v = c[key]
+            lines.append(f"| {c['method']} | {c['epochs']:g} | {METRICS[key]} | "
+                         f"{pct(v['localmim'])} | {pct(v['mae'])} | {100 * v['margin']:+.2f} | "
+                         f"{100 * v['noise_2se']:.2f} | {v['verdict']} |")
+    if report['ablations']:
+        lines += ['', '## Ablations of LocalMIM-HOG (against the full method, same seeds)', '',
+                  '| ablation | epochs | k-NN | full k-NN | margin | linear | full linear | '
+                  'margin |', '|---|---|---|---|---|---|---|---|']
+        for a in report['ablations']:
+            k, li = a['knn_top1'], a['linear_top1']
+            lines.append(f"| {a['method']} | {a['epochs']:g} | {pct(k['ablation'])} | "
+                         f"{pct(k['full'])} | {100 * k['margin']:+.2f} | {pct(li['ablation'])} | "
+                         f"{pct(li['full'])} | {100 * li['margin']:+.2f} |")
+    lines += ['', f"Plot: `{osp.basename(report['plot'])}`."]
     return '\n'.join(lines) + '\n'
+
+
+def order(method: str) -> int:
+    names = METHODS + ABLATIONS
+    return names.index(method) if method in names else len(names)
 
 
 def plot(report: dict, path: str) -> None:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), dpi=90)
-    init = [r for r in report['results'] if r.get('budget_s') == 0]
-    for ax, key, title in zip(axes, ('knn_top1', 'linear_top1'), ('k-NN (k=20)', 'linear probe')):
-        methods = sorted({r['method'] for r in report['results'] if r.get('budget_s', 0) > 0})
-        for method in methods:
-            rows = sorted((r for r in report['results']
-                           if r.get('method') == method and r.get('budget_s', 0) > 0),
-                          key=lambda r: r['budget_s'])
-            ax.plot([r['train_s'] / 60 for r in rows], [100 * r[key] for r in rows], marker='o',
-                    label=method)
-        if init:
-            ax.axhline(100 * init[0][key], color='grey', ls=':', label='random init')
-        ax.set_xlabel('pre-training wall-clock (min)')
-        ax.set_ylabel('top-1 (%)')
-        ax.set_title(title)
-        ax.grid(alpha=.3)
-    axes[0].legend(fontsize=8)
+    axes_keys = [('epochs_seen', 'images seen (epochs)'),
+                 ('train_s_mean', 'measured wall-clock (s)'),
+                 ('vitb_equiv_mae_epochs', 'ViT-B/224-equivalent cost (MAE-epochs)')]
+    fig, axes = plt.subplots(2, 3, figsize=(13, 7), dpi=90)
+    methods = sorted({r['method'] for r in report['aggregate']}, key=order)
+    for row_axes, key in zip(axes, METRICS):
+        for ax, (x_key, x_label) in zip(row_axes, axes_keys):
+            for method in methods:
+                rows = sorted((r for r in report['aggregate'] if r['method'] == method),
+                              key=lambda r: r['budget_epochs'])
+                xs = [r[x_key] for r in rows]
+                mean = [100 * r[key]['mean'] for r in rows]
+                low = [100 * (r[key]['mean'] - r[key]['min']) for r in rows]
+                high = [100 * (r[key]['max'] - r[key]['mean']) for r in rows]
+                style = '--' if method in ABLATIONS else '-'
+                ax.errorbar(xs, mean, yerr=[low, high], marker='o', ls=style, capsize=3,
+                            label=method)
+            ax.set_xlabel(x_label)
+            ax.set_ylabel(f'{METRICS[key]} top-1 (%)')
+            ax.grid(alpha=.3)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle('Accuracy per pre-training cost (error bars: min-max over seeds)')
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
 
 
-def write_report(report: dict, out_dir: str) -> None:
-    os.makedirs(out_dir, exist_ok=True)
-    with open(osp.join(out_dir, 'learning_efficiency.json'), 'w') as f:
+def write_report(report: dict, header: str, stem: str) -> None:
+    os.makedirs(osp.dirname(stem) or '.', exist_ok=True)
+    report['plot'] = stem + '.png'
+    plot(report, stem + '.png')
+    with open(stem + '.json', 'w') as f:
         json.dump(report, f, indent=2)
-    with open(osp.join(out_dir, 'learning_efficiency.md'), 'w') as f:
-        f.write(to_markdown(report))
-    plot(report, osp.join(out_dir, 'learning_efficiency.png'))
-    print(to_markdown(report))
-    print(f'wrote {out_dir}/learning_efficiency.{{json,md,png}}')
+    markdown = to_markdown(report, header)
+    with open(stem + '.md', 'w') as f:
+        f.write(markdown)
+    print(markdown)
+    print(f'wrote {stem}.{{json,md,png}}')
 
 
 # --------------------------------------------------------------------------- CLI
@@ -421,16 +789,24 @@ def add_data_args(parser) -> None:
                         help='where to unpack --archive and cache decoded images')
     parser.add_argument('--train-split', default='train')
     parser.add_argument('--test-split', default='test')
-    parser.add_argument('--img-size', type=int, default=IMG_SIZE)
-    parser.add_argument('--eval-train-per-class', type=int, default=None,
-                        help='images per class in the k-NN bank / probe training set (default all)')
-    parser.add_argument('--eval-test-per-class', type=int, default=None,
-                        help='test images per class (default all)')
+    parser.add_argument('--device', choices=['cpu', 'cuda'], default='cpu',
+                        help='cpu: the tiny CIFAR-scale protocol; cuda: ViT-S/16 at 224 px')
+    parser.add_argument('--img-size', type=int, default=None,
+                        help='image size (default: the device protocol\'s: 32 / 224)')
+    parser.add_argument('--eval-train-images', type=int, default=None,
+                        help='k-NN bank / probe training images, class-balanced (default: the '
+                        'pre-training set; 0: all)')
+    parser.add_argument('--test-images', type=int, default=None,
+                        help='test images, class-balanced (default 5000; 0: all)')
     parser.add_argument('--eval-batch-size', type=int, default=256)
     parser.add_argument('--knn-k', type=int, default=20)
     parser.add_argument('--knn-temperature', type=float, default=0.07)
-    parser.add_argument('--probe-epochs', type=int, default=100)
-    parser.add_argument('--out-dir', default='work_dirs/benchmarks/learning_efficiency')
+    parser.add_argument('--probe-epochs', type=int, default=None, help='default 100')
+    parser.add_argument('--probe-batch-size', type=int, default=None,
+                        help='default: cpu 256, cuda 1024')
+    parser.add_argument('--out-dir', default=None, help='folder of the report (default '
+                        'docs/results; --quick and evaluate: work_dirs/benchmarks)')
+    parser.add_argument('--tag', default=None, help='suffix of the report file names')
     parser.add_argument('--threads', type=int, default=None, help='torch CPU threads')
 
 
@@ -439,41 +815,90 @@ def parse_args(argv=None):
     sub = parser.add_subparsers(dest='command', required=True)
     run = sub.add_parser('run', help='pre-train every method, evaluate, report')
     add_data_args(run)
-    run.add_argument('--budget-minutes', type=float, default=4.,
-                     help='base pre-training budget per method (wall-clock of its own steps)')
-    run.add_argument('--budget-multiples', type=int, nargs='+', default=[1, 2, 3])
-    run.add_argument('--batch-size', type=int, default=128)
+    run.add_argument('--budgets', type=float, nargs='+', default=None,
+                     help='pre-training budgets in epochs of the pre-training set, increasing '
+                     '(default: cpu 4 8 12 16, cuda 2 4 6 8)')
+    run.add_argument('--train-images', type=int, default=None,
+                     help='pre-training images, class-balanced (default: cpu 5000, cuda 20000; '
+                     '0: all)')
+    run.add_argument('--batch-size', type=int, default=None, help='default: cpu 64, cuda 256')
     run.add_argument('--blr', type=float, default=1.5e-3, help='lr = blr * batch / 256')
-    run.add_argument('--train-per-class', type=int, default=None,
-                     help='pre-training images per class (default all)')
+    run.add_argument('--warmup-epochs', type=float, default=None,
+                     help='linear warm-up (default: 5 %% of the largest budget)')
+    run.add_argument('--cooldown', type=float, default=0.2,
+                     help='share of each budget over which its lr decays')
+    run.add_argument('--seeds', type=int, nargs='+', default=[0, 1])
+    run.add_argument('--ablation-seeds', type=int, nargs='*', default=None,
+                     help='seeds of the two ablations (default: the first seed; none: skip)')
+    run.add_argument('--decoders', choices=['flop-matched', 'unscaled'], default='flop-matched',
+                     help='flop-matched: decoder widths giving the ViT-B/224 decoder / encoder '
+                     'FLOP ratio; unscaled: the configs\' ViT-B decoders')
+    run.add_argument('--work-dir', default=None, help='checkpoints (default '
+                     'work_dirs/benchmarks/learning_efficiency[_TAG])')
     run.add_argument('--no-eval-init', dest='eval_init', action='store_false',
                      help='skip the random-initialisation reference')
-    run.add_argument('--seed', type=int, default=0)
+    run.add_argument('--no-amp', dest='amp', action='store_false',
+                     help='--device cuda: train in float32 instead of AMP (float16 autocast, '
+                     'dynamic loss scale, as the recipes)')
     run.add_argument('--quick', action='store_true',
-                     help='smoke run: 30 images per class, 3 s base budget, batch 32, '
-                     '50-epoch probe')
+                     help='smoke run: 10 images per class, budgets of 1-4 epochs of batch 20, '
+                     'one ViT-B step per method, 20-epoch probe')
     evaluate = sub.add_parser('evaluate', help='k-NN and linear probe of checkpoints')
     add_data_args(evaluate)
     evaluate.add_argument('checkpoints', nargs='+')
     evaluate.add_argument('--config', help='model config when the checkpoint has no meta.model')
     args = parser.parse_args(argv)
-    if args.command == 'run':
-        if args.quick:
-            args.budget_minutes = 0.05
-            args.batch_size = min(args.batch_size, 32)
-            args.train_per_class = args.train_per_class or 30
-            args.eval_train_per_class = args.eval_train_per_class or 30
-            args.eval_test_per_class = args.eval_test_per_class or 20
-            args.probe_epochs = 50
-        if args.budget_minutes <= 0 or sorted(args.budget_multiples) != args.budget_multiples \
-                or args.budget_multiples[0] <= 0:
-            parser.error(f'--budget-minutes={args.budget_minutes} must be > 0 and '
-                         f'--budget-multiples={args.budget_multiples} positive and increasing')
+    resolve_defaults(parser, args)
     if args.archive:
         args.data_root = unpack(args.archive, args.cache_dir, args.data_root)
     if not args.data_root:
         parser.error('give --data-root (or --archive with --cache-dir)')
     return args
+
+
+def resolve_defaults(parser, args) -> None:
+    """Fill unset options from the device protocol (and --quick); check them."""
+    scale = dict(SCALES[args.device])
+    quick = getattr(args, 'quick', False)
+    if quick:
+        scale.update(QUICK)
+    args.scale = scale
+    args.img_size = args.img_size or scale['img_size']
+    scale['img_size'] = args.img_size
+    args.probe_epochs = args.probe_epochs or scale['probe_epochs']
+    args.probe_batch_size = args.probe_batch_size or scale['probe_batch_size']
+    args.test_images = scale['test_images'] if args.test_images is None else args.test_images
+    args.out_dir = args.out_dir or ('docs/results' if args.command == 'run' and not quick
+                                    else 'work_dirs/benchmarks')
+    try:
+        output_stem(args.out_dir, 'learning_efficiency', args.tag)
+    except ValueError as err:
+        parser.error(str(err))
+    if args.command != 'run':
+        return
+    args.budgets = args.budgets or scale['budgets']
+    args.train_images = (scale['train_images'] if args.train_images is None
+                         else args.train_images)
+    args.eval_train_images = (args.train_images if args.eval_train_images is None
+                              else args.eval_train_images)
+    args.batch_size = args.batch_size or scale['batch_size']
+    args.amp = args.amp and args.device == 'cuda'
+    args.step_cost = scale['step_cost']
+    args.ablation_seeds = (args.seeds[:1] if args.ablation_seeds is None
+                           else args.ablation_seeds)
+    args.work_dir = args.work_dir or osp.join(
+        'work_dirs', 'benchmarks',
+        'learning_efficiency' + (f'_{args.tag}' if args.tag else '') + ('_quick' if quick
+                                                                         else ''))
+    if any(b <= 0 for b in args.budgets) or sorted(set(args.budgets)) != args.budgets:
+        parser.error(f'--budgets={args.budgets} must be positive and strictly increasing')
+    if not 0 < args.cooldown < 1:
+        parser.error(f'--cooldown={args.cooldown} must lie in (0, 1)')
+    if args.batch_size < 1 or not args.seeds:
+        parser.error(f'--batch-size={args.batch_size} must be >= 1 and --seeds non-empty')
+    warmup_epochs = (0.05 * args.budgets[-1] if args.warmup_epochs is None
+                     else args.warmup_epochs)
+    args.warmup_epochs = warmup_epochs
 
 
 def unpack(archive: str, cache_dir: Optional[str], data_root: Optional[str]) -> str:
@@ -488,42 +913,93 @@ def unpack(archive: str, cache_dir: Optional[str], data_root: Optional[str]) -> 
     return data_root or target
 
 
+class Phases:
+    """Wall-clock of each phase of the run (reported, and printed as it ends)."""
+
+    def __init__(self):
+        self.seconds: Dict[str, float] = {}
+
+    def run(self, name: str, fn, *args):
+        start = time.time()
+        result = fn(*args)
+        self.seconds[name] = round(time.time() - start, 1)
+        print(f'[{name}: {self.seconds[name]:.1f} s]', flush=True)
+        return result
+
+
+def pick_device(name: str) -> torch.device:
+    if name == 'cuda' and not torch.cuda.is_available():
+        raise SystemExit('--device cuda: no CUDA device is visible to torch; run on a GPU '
+                         'machine or use --device cpu')
+    return torch.device(name)
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     init_default_scope('mmpretrain')
-    MMLogger.get_current_instance().setLevel('WARNING')  # init_weights logs every parameter
+    MMLogger.get_current_instance().setLevel('ERROR')  # init_weights logs every parameter
+    device = pick_device(args.device)
+    provenance = Provenance.start('learning_efficiency.py', argv, torch.get_num_threads(),
+                                  device=args.device, quick=getattr(args, 'quick', False))
     data = load_eval_data(args)
-    device = f'CPU ({torch.get_num_threads()} threads)'
     if args.command == 'evaluate':
-        results = [evaluate_checkpoint(p, data, args, args.config) for p in args.checkpoints]
-        report = dict(command='evaluate', device=device, data_root=args.data_root,
-                      results=results)
-        os.makedirs(args.out_dir, exist_ok=True)
-        with open(osp.join(args.out_dir, 'evaluation.json'), 'w') as f:
-            json.dump(report, f, indent=2)
-        for r in results:
-            print(f"{r['checkpoint']}: k-NN {100 * r['knn_top1']:.2f} %, "
-                  f"linear {100 * r['linear_top1']:.2f} %")
-        return report
+        return evaluate_only(args, data, device, provenance)
 
+    train_per_class = per_class(args.data_root, args.train_split, args.train_images)
     images, _, _ = load_image_folder(args.data_root, args.train_split, args.img_size,
-                                     args.train_per_class, args.cache_dir)
-    start = time.time()
-    paths = pretrain(args, images)
-    pretrain_s = time.time() - start
-    results = [evaluate_checkpoint(p, data, args) for p in paths]
-    settings = {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, list,
-                                                                       type(None)))}
-    report = dict(command='run', device=device, settings=settings,
-                  methods=sorted({r['method'] for r in results if r['budget_s'] > 0}),
-                  num_train_images=len(images), num_eval_train=len(data['train_x']),
-                  num_eval_test=len(data['test_x']), pretrain_wall_s=pretrain_s,
-                  total_wall_s=time.time() - start, results=results,
-                  target_checks=summarise(results, args),
-                  created=time.strftime('%Y-%m-%d %H:%M:%S'))
-    write_report(report, args.out_dir)
+                                     train_per_class, args.cache_dir)
+    n_train = len(images)
+    args.warmup_steps = max(1, round(args.warmup_epochs * n_train / args.batch_size))
+    budgets = schedule(args, n_train)
+    ablations = ABLATIONS if args.ablation_seeds else []
+    phases = Phases()
+    vitb_models = phases.run('building ViT-B/224 models', build_vitb_models,
+                             METHODS + ablations)
+    plan = phases.run('decoder planning', plan_methods, METHODS + ablations, args.scale,
+                      args.decoders, vitb_models)
+    step_costs = phases.run('ViT-B step costs', measure_step_costs, vitb_models, args, device)
+    del vitb_models
+    runs = ([(m, s) for m in METHODS for s in args.seeds]
+            + [(m, s) for m in ablations for s in args.ablation_seeds])
+    checkpoints = phases.run('pre-training', pretrain, plan, runs, images.to(device), args,
+                             device)
+    results = phases.run('evaluation', lambda: [
+        evaluate_checkpoint(c['checkpoint'], data, args, device) for c in checkpoints])
+    add_costs(results, step_costs['image_s'], n_train)
+    rows = aggregate(results)
+    report = dict(
+        settings={k: v for k, v in vars(args).items()
+                  if isinstance(v, (int, float, str, list, type(None)))},
+        protocol=dict(encoder=args.scale['encoder'], img_size=args.img_size,
+                      patch_size=args.scale['patch_size'],
+                      peak_lr=args.blr * args.batch_size / 256, budgets=budgets),
+        methods={name: {k: v for k, v in p.items()} for name, p in plan.items()},
+        step_costs=step_costs, num_train_images=n_train, num_eval_train=len(data['train_x']),
+        num_eval_test=len(data['test_x']), phase_wall_s=phases.seconds, results=results,
+        aggregate=rows, first_reach=first_reach(rows, args.budgets),
+        e_vs_3e=e_vs_3e(rows, args.budgets, len(data['test_x'])),
+        ablations=ablation_table(results, ablations, args.budgets))
+    report = dict(provenance=provenance.finish(), **report)
+    write_report(report, provenance.markdown(),
+                 output_stem(args.out_dir, 'learning_efficiency', args.tag))
+    return report
+
+
+def evaluate_only(args, data: dict, device: torch.device, provenance: Provenance) -> dict:
+    results = [evaluate_checkpoint(p, data, args, device, args.config)
+               for p in args.checkpoints]
+    report = dict(data_root=args.data_root, results=results)
+    report = dict(provenance=provenance.finish(), **report)
+    os.makedirs(args.out_dir, exist_ok=True)
+    stem = output_stem(args.out_dir, 'evaluation', args.tag)
+    with open(stem + '.json', 'w') as f:
+        json.dump(report, f, indent=2)
+    for r in results:
+        print(f"{r['checkpoint']}: k-NN {100 * r['knn_top1']:.2f} %, "
+              f"linear {100 * r['linear_top1']:.2f} %")
+    print(f'wrote {stem}.json')
     return report
 
 

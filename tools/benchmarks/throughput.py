@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """Time full pre-training steps of LocalMIM next to mmpretrain's MAE, MaskFeat and SimMIM.
 
-    python tools/benchmarks/throughput.py [--out-dir DIR] [--batch 8] [--steps 10] [--warmup 2]
-                                          [--quick] [--profile] [--groups vit swin vit448]
+    python tools/benchmarks/throughput.py [--out-dir docs/results] [--tag TAG] [--batch 8]
+        [--steps 10] [--warmup 2] [--quick] [--profile] [--cpu] [--threads N]
+        [--groups vit swin vit448 variants]
 
 One step is what the mmengine Runner does per iteration: ``model.train_step`` (data preprocessor,
 forward, loss, backward, AdamW step) through an ``OptimWrapper`` (float32, CPU) or an
@@ -16,11 +17,25 @@ Masks that mmpretrain draws in the data pipeline (MaskFeat's ``BEiTMaskGenerator
 masks inside the model, so inside the step.
 
 Reported per model: median step time, inter-quartile range and min/max, images/s, ratio to the
-group's reference, peak memory and, for models with a ``target_generator``, the share of the step
-spent in it (timed inside the step by forward hooks on the generator: wall clock on CPU, CUDA
-events on GPU). Peak memory is ``torch.cuda.max_memory_allocated`` on GPU; on CPU it is the bytes
-of parameters, gradients and AdamW state plus the tensors saved for backward during one step
-(deduplicated by storage): a lower bound of the step's peak that ignores transient buffers.
+group's reference, peak memory and two shares of the step, timed inside it (wall clock on CPU,
+CUDA events on GPU), medians over the timed steps:
+
+* ``target_share_median`` for models with a ``target_generator``: its forward (forward hooks);
+* ``layout_share`` for LocalMIM Swin models: the calls of ``build_window_layout`` as looked up in
+  ``localmim_mm.models.backbones.localmim_swin`` (that module attribute is wrapped by a timer while
+  the group runs); ``None`` with a ``layout_share_status`` when the module has no such attribute.
+
+Peak memory is ``torch.cuda.max_memory_allocated`` on GPU; on CPU it is the bytes of parameters,
+gradients and AdamW state plus the tensors saved for backward during one step (deduplicated by
+storage): a lower bound of the step's peak that ignores transient buffers.
+
+The ``variants`` group times, at ViT-B/224, the methods of ``learning_efficiency.py`` (LocalMIM
+HOG / pixel, its two ablations, MAE), built by :func:`method_config`; that script calls
+:func:`time_models` with the same configs to get their per-image step costs.
+
+Outputs ``throughput[_TAG].json`` and ``.md`` (default folder ``docs/results``; ``--quick``:
+``work_dirs/benchmarks``) headed by the command, git revision, machine and load average before
+and after the run (``_provenance.py``), with a loud warning when the load exceeded the cores.
 """
 import argparse
 import json
@@ -30,22 +45,29 @@ import platform
 import statistics
 import sys
 import time
-from typing import Callable, List, Optional
+from functools import partial
+from typing import Callable, Dict, List, Optional
 
 import torch
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
+HERE = osp.dirname(osp.abspath(__file__))
+REPO = osp.dirname(osp.dirname(HERE))
+for path in (REPO, HERE):
+    if path not in sys.path:
+        sys.path.insert(0, path)
 
 import localmim_mm  # noqa: E402,F401  (registers the LocalMIM modules)
+import localmim_mm.models.backbones.localmim_swin as localmim_swin_module  # noqa: E402
+import mmpretrain  # noqa: E402
+from _provenance import Provenance, cpu_model, output_stem  # noqa: E402
+from localmim_mm.models.backbones.localmim_vit import default_taps  # noqa: E402
 from mmengine.config import Config  # noqa: E402
+from mmengine.logging import MMLogger  # noqa: E402
 from mmengine.optim import AmpOptimWrapper, OptimWrapper  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
+from mmpretrain.models.backbones.vision_transformer import VisionTransformer  # noqa: E402
 from mmpretrain.registry import MODELS, TRANSFORMS  # noqa: E402
 from mmpretrain.structures import DataSample  # noqa: E402
-from mmengine.logging import MMLogger  # noqa: E402
-import mmpretrain  # noqa: E402
 
 MMPRETRAIN_CONFIG_DIR = osp.join(osp.dirname(mmpretrain.__file__), '.mim', 'configs')
 
@@ -57,11 +79,14 @@ MMPRETRAIN_CONFIGS = {
 }
 LOCAL_CONFIGS = {
     'localmim_vit': 'configs/_base_/models/localmim_vit-base-p16.py',
+    'localmim_vit_pixel':
+        'configs/localmim/localmim_vit-base-p16-pixel_8xb256-amp-coslr-1600e_in1k.py',
     'localmim_swin': 'configs/_base_/models/localmim_swin-base-w7.py',
     'lomar': 'configs/_base_/models/lomar_vit-base-p16.py',
 }
 DEFAULT_PREPROCESSOR = dict(type='SelfSupDataPreprocessor', mean=[123.675, 116.28, 103.53],
                             std=[58.395, 57.12, 57.375], to_rgb=True)
+LAYOUT_FUNCTION = 'build_window_layout'
 
 
 class Unavailable(Exception):
@@ -148,6 +173,77 @@ def lomar_vit(img_size: int):
     return model, None
 
 
+# --------------------------------------------------------------------------- efficiency methods
+# The methods of the learning-efficiency benchmark, as variants of the shipped configs: which
+# taps are supervised ('all': the config's four, 'top': the last block only) at which scales.
+EFFICIENCY_METHODS = {
+    'LocalMIM-HOG': dict(family='localmim', target='hog', taps='all', scales=[4, 2, 1, 0.5]),
+    'LocalMIM-pixel': dict(family='localmim', target='pixel', taps='all',
+                           scales=[4, 2, 1, 0.5]),
+    'MAE': dict(family='mae'),
+    'LocalMIM-HOG top tap': dict(family='localmim', target='hog', taps='top', scales=[0.5]),
+    'LocalMIM-HOG one scale': dict(family='localmim', target='hog', taps='all',
+                                   scales=[1, 1, 1, 1]),
+}
+
+
+def arch_settings(arch) -> dict:
+    """embed_dims / num_layers of a ViT ``arch`` (an mmpretrain arch name or a dict)."""
+    if isinstance(arch, str):
+        return VisionTransformer.arch_zoo[arch.lower()]
+    return arch
+
+
+def method_config(name: str, arch='b', img_size: int = 224, patch_size: int = 16,
+                  decoder: Optional[dict] = None) -> dict:
+    """The model config of an efficiency method on a ViT encoder ``arch``.
+
+    Built from the shipped config of the method (``configs/_base_/models/localmim_vit-base-p16.py``
+    for HOG, the ViT-B pixel recipe, mmpretrain's MAE recipe), so init_cfg and every setting not
+    named here stay the config's. ``decoder``: ``dict(embed_dims=, num_heads=)`` replaces the
+    width of every decoder (LocalMIM's four, MAE's one); their depth stays the config's.
+    """
+    if name not in EFFICIENCY_METHODS:
+        raise KeyError(f'unknown method {name!r}; choose from {list(EFFICIENCY_METHODS)}')
+    spec = EFFICIENCY_METHODS[name]
+    dims = arch_settings(arch)['embed_dims']
+    depth = arch_settings(arch)['num_layers']
+    if spec['family'] == 'mae':
+        model = _model_cfg(_load_config('mae'))
+        model['backbone'].update(arch=arch, img_size=img_size, patch_size=patch_size)
+        model['neck'].update(num_patches=(img_size // patch_size) ** 2, patch_size=patch_size,
+                             embed_dim=dims)
+        model['head']['patch_size'] = patch_size
+        if decoder:
+            model['neck'].update(decoder_embed_dim=decoder['embed_dims'],
+                                 decoder_num_heads=decoder['num_heads'])
+        return model
+    model = _model_cfg(_load_config('localmim_vit' if spec['target'] == 'hog'
+                                    else 'localmim_vit_pixel'))
+    taps = default_taps(depth) if spec['taps'] == 'all' else [depth - 1]
+    scales = list(spec['scales'])
+    cells = [patch_size / s for s in scales]
+    if any(c != int(c) for c in cells):
+        raise ValueError(f'{name}: patch {patch_size} at scales {scales} gives cells {cells}; '
+                         'use a patch size divisible by the inverse of every scale')
+    cells = [int(c) for c in cells]
+    model['backbone'].update(arch=arch, img_size=img_size, patch_size=patch_size,
+                             out_indices=taps)
+    model['neck'].update(in_channels=dims, num_layers=len(taps))
+    generator = model['target_generator']
+    generator['cell_sizes'] = cells
+    channels = (3 * generator['nbins'] if generator['type'] == 'MultiScaleHOGGenerator'
+                else [3 * c * c for c in cells])
+    model['head'].update(in_channels=dims, scales=scales, target_channels=channels)
+    if decoder:
+        model['head'].update(embed_dims=decoder['embed_dims'], num_heads=decoder['num_heads'])
+    return model
+
+
+def _efficiency_row(name: str, img_size: int):
+    return method_config(name, img_size=img_size), None
+
+
 # Rows whose modules are written elsewhere in this project; the others must build.
 OPTIONAL = {'LocalMIM Swin-B', 'LoMaR ViT-B'}
 # group -> title, reference row, rows as (name, builder, fixed image size or None)
@@ -161,7 +257,98 @@ GROUPS = {
         ('SimMIM Swin-B', simmim_swin, None)]),
     'vit448': dict(title='ViT-B/16 at high resolution', reference='MAE ViT-B', rows=[
         ('LoMaR ViT-B', lomar_vit, None), ('MAE ViT-B', mae_vit, None)]),
+    'variants': dict(title='ViT-B/16, the learning-efficiency methods', reference='MAE ViT-B',
+                     rows=[(f'{name} ViT-B', partial(_efficiency_row, name), None)
+                           for name in EFFICIENCY_METHODS]),
 }
+DEFAULT_GROUPS = ['vit', 'swin', 'vit448']
+
+
+# --------------------------------------------------------------------------- timers
+class SpanTimer:
+    """Start / end marks inside a step: wall clock on CPU, CUDA events on GPU."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == 'cuda'
+        self._spans = []
+
+    def _mark(self) -> None:
+        if self.cuda:
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            self._spans.append(event)
+        else:
+            self._spans.append(time.perf_counter())
+
+    def reset(self) -> None:
+        self._spans = []
+
+    @property
+    def calls(self) -> int:
+        return len(self._spans) // 2
+
+    def elapsed(self) -> float:
+        """Seconds between the marks of each pair (call after the step has synchronised)."""
+        pairs = zip(self._spans[0::2], self._spans[1::2])
+        if self.cuda:
+            return sum(a.elapsed_time(b) for a, b in pairs) / 1e3
+        return sum(b - a for a, b in pairs)
+
+
+class TargetTimer(SpanTimer):
+    """Time spent in ``target_generator.forward`` during one step (forward hooks)."""
+
+    def __init__(self, module: Optional[torch.nn.Module], device: torch.device):
+        super().__init__(device)
+        self.active = module is not None
+        if self.active:
+            module.register_forward_pre_hook(lambda *_: self._mark())
+            module.register_forward_hook(lambda *_: self._mark())
+
+
+class CallTimer(SpanTimer):
+    """Time spent inside calls of ``module.<name>`` while installed (``with CallTimer(...)``).
+
+    The module attribute is replaced by a timing wrapper and restored on exit, so every caller
+    that looks the function up in that module at call time is timed. ``available`` is False (and
+    nothing is patched) when the module has no such attribute.
+    """
+
+    def __init__(self, module, name: str, device: torch.device):
+        super().__init__(device)
+        self.module, self.name = module, name
+        self.available = callable(getattr(module, name, None))
+        self._original = None
+
+    def __enter__(self) -> 'CallTimer':
+        if self.available:
+            self._original = getattr(self.module, self.name)
+            setattr(self.module, self.name, self._timed)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._original is not None:
+            setattr(self.module, self.name, self._original)
+            self._original = None
+
+    def _timed(self, *args, **kwargs):
+        self._mark()
+        try:
+            return self._original(*args, **kwargs)
+        finally:
+            self._mark()
+
+    @property
+    def status(self) -> str:
+        if self.available:
+            return 'measured'
+        return f'not measured: {self.module.__name__} has no attribute {self.name}'
+
+
+def builds_window_layouts(model: torch.nn.Module) -> bool:
+    """Whether the model's backbone is defined in the LocalMIM Swin module."""
+    backbone = getattr(model, 'backbone', None)
+    return type(backbone).__module__ == localmim_swin_module.__name__
 
 
 # --------------------------------------------------------------------------- one model
@@ -180,14 +367,20 @@ class TimedModel:
         self.device = device
         self.step_times: List[float] = []
         self.target_times: List[float] = []
+        self.layout_times: List[float] = []
+        self.layout_calls: List[int] = []
         self.peak_mem_bytes = 0
         self._target_timer = TargetTimer(getattr(self.model, 'target_generator', None), device)
+        # Set by run_group while the build_window_layout timer is installed.
+        self.layout_timer: Optional[CallTimer] = None
 
     def step(self, record: bool) -> None:
         if self.device.type == 'cuda':
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
         self._target_timer.reset()
+        if self.layout_timer is not None:
+            self.layout_timer.reset()
         start = time.perf_counter()
         self.model.train_step(self.data, self.wrapper)
         if self.device.type == 'cuda':
@@ -197,6 +390,9 @@ class TimedModel:
             self.step_times.append(elapsed)
             if self._target_timer.active:
                 self.target_times.append(self._target_timer.elapsed())
+            if self.layout_timer is not None and self.layout_timer.available:
+                self.layout_times.append(self.layout_timer.elapsed())
+                self.layout_calls.append(self.layout_timer.calls)
             if self.device.type == 'cuda':
                 self.peak_mem_bytes = max(self.peak_mem_bytes, torch.cuda.max_memory_allocated())
 
@@ -234,35 +430,6 @@ def _tensor_bytes(t) -> int:
     return t.numel() * t.element_size() if isinstance(t, torch.Tensor) else 0
 
 
-class TargetTimer:
-    """Time spent in ``target_generator.forward`` during one step (hooks, CUDA events on GPU)."""
-
-    def __init__(self, module: Optional[torch.nn.Module], device: torch.device):
-        self.active = module is not None
-        self.cuda = device.type == 'cuda'
-        self._spans = []
-        if self.active:
-            module.register_forward_pre_hook(lambda *_: self._mark())
-            module.register_forward_hook(lambda *_: self._mark())
-
-    def _mark(self) -> None:
-        if self.cuda:
-            event = torch.cuda.Event(enable_timing=True)
-            event.record()
-            self._spans.append(event)
-        else:
-            self._spans.append(time.perf_counter())
-
-    def reset(self) -> None:
-        self._spans = []
-
-    def elapsed(self) -> float:
-        pairs = zip(self._spans[0::2], self._spans[1::2])
-        if self.cuda:
-            return sum(a.elapsed_time(b) for a, b in pairs) / 1e3
-        return sum(b - a for a, b in pairs)
-
-
 def make_batch(batch: int, img_size: int, mask_gen: Optional[dict], device: torch.device) -> dict:
     generator = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (batch, 3, img_size, img_size), dtype=torch.uint8,
@@ -277,14 +444,20 @@ def make_batch(batch: int, img_size: int, mask_gen: Optional[dict], device: torc
     return dict(inputs=images.to(device), data_samples=samples)  # as default_collate stacks
 
 
+def build_model(model_cfg: dict) -> torch.nn.Module:
+    """Build and initialise a model the way the Runner does (its own ``init_weights``)."""
+    _check_registered(model_cfg)
+    model = MODELS.build(model_cfg)
+    model.init_weights()
+    return model
+
+
 def build_runner(name: str, builder: Callable, img_size: int, batch: int,
                  device: torch.device, amp: bool):
     """A TimedModel, or the reason why the model is not available."""
     try:
         model_cfg, mask_gen = builder(img_size)
-        _check_registered(model_cfg)
-        model = MODELS.build(model_cfg)
-        model.init_weights()
+        model = build_model(model_cfg)
     except Unavailable as err:
         return None, str(err)
     except Exception as err:
@@ -294,10 +467,42 @@ def build_runner(name: str, builder: Callable, img_size: int, batch: int,
     return TimedModel(name, model, mask_gen, batch, img_size, device, amp), None
 
 
-# --------------------------------------------------------------------------- a group
+# --------------------------------------------------------------------------- timing
+def measure(runners: List[TimedModel], steps: int, warmup: int, device: torch.device,
+            log_prefix: str = '') -> None:
+    """Warm-up and timed repetitions, interleaved round-robin (order rotated each repetition)."""
+    measure_cpu = device.type == 'cpu'
+    for rep in range(warmup + steps):
+        shift = rep % max(len(runners), 1)
+        for runner in runners[shift:] + runners[:shift]:
+            if measure_cpu and rep == 0 and warmup:
+                runner.measure_cpu_memory()  # the first warm-up step, hooks on
+            else:
+                runner.step(record=rep >= warmup)
+        print(f'{log_prefix}repetition {rep + 1}/{warmup + steps}', flush=True)
+    if measure_cpu and not warmup:
+        for runner in runners:
+            runner.measure_cpu_memory()
+
+
+def time_models(models: Dict[str, torch.nn.Module], img_size: int, batch: int, steps: int,
+                warmup: int, device: torch.device, amp: bool) -> Dict[str, dict]:
+    """Time built models (:func:`build_model`) as one interleaved group, as :func:`run_group`
+    does; the summary row of each. The models are moved to ``device``."""
+    runners = [TimedModel(name, model, None, batch, img_size, device, amp)
+               for name, model in models.items()]
+    measure(runners, steps, warmup, device, log_prefix='[step cost] ')
+    rows = {r.name: dict(name=r.name, img_size=img_size, batch=batch, **summarise(r))
+            for r in runners}
+    del runners
+    if device.type == 'cuda':
+        torch.cuda.empty_cache()
+    return rows
+
+
 def run_group(key: str, args, device: torch.device, amp: bool) -> dict:
     group = GROUPS[key]
-    size = args.sizes[key]
+    size = args.sizes.get(key, args.vit_size)
     batch = args.batch_448 if key == 'vit448' else args.batch
     runners, rows = [], []
     for name, builder, fixed_size in group['rows']:
@@ -315,18 +520,11 @@ def run_group(key: str, args, device: torch.device, amp: bool) -> dict:
             row['status'] = 'skipped: no LoMaR model to compare with'
         runners = []
 
-    measure_cpu = device.type == 'cpu'
-    for rep in range(args.warmup + args.steps):
-        shift = rep % max(len(runners), 1)
-        for runner in runners[shift:] + runners[:shift]:
-            if measure_cpu and rep == 0 and args.warmup:
-                runner.measure_cpu_memory()  # the first warm-up step, hooks on
-            else:
-                runner.step(record=rep >= args.warmup)
-        print(f'[{key}] repetition {rep + 1}/{args.warmup + args.steps}', flush=True)
-    if measure_cpu and not args.warmup:
-        for runner in runners:
-            runner.measure_cpu_memory()
+    layout_users = [r for r in runners if builds_window_layouts(r.model)]
+    with CallTimer(localmim_swin_module, LAYOUT_FUNCTION, device) as layout_timer:
+        for runner in layout_users:
+            runner.layout_timer = layout_timer
+        measure(runners, args.steps, args.warmup, device, log_prefix=f'[{key}] ')
 
     by_name = {r.name: r for r in runners}
     for row in rows:
@@ -336,7 +534,7 @@ def run_group(key: str, args, device: torch.device, amp: bool) -> dict:
             if args.profile:
                 row['profile_top_ops'] = runner.profile(args.profile_top)
     add_ratios(rows, group['reference'])
-    del runners, by_name
+    del runners, by_name, layout_users
     if device.type == 'cuda':
         torch.cuda.empty_cache()
     return dict(key=key, title=group['title'], reference=group['reference'], rows=rows)
@@ -348,13 +546,21 @@ def summarise(runner: "TimedModel") -> dict:
     q1, q3 = _quartiles(times)
     out = dict(steps=len(times), step_s_median=median, step_s_q1=q1, step_s_q3=q3,
                step_s_min=times[0], step_s_max=times[-1], images_per_s=runner.batch / median,
-               peak_mem_mb=runner.peak_mem_bytes / 2**20,
+               image_s=median / runner.batch, peak_mem_mb=runner.peak_mem_bytes / 2**20,
                params_m=sum(p.numel() for p in runner.model.parameters()) / 1e6)
     if runner.target_times:
         shares = [t / s for t, s in zip(runner.target_times, runner.step_times)]
         out['target_s_median'] = statistics.median(runner.target_times)
         out['target_share_median'] = statistics.median(shares)
         out['target_generator'] = type(runner.model.target_generator).__name__
+    if runner.layout_timer is not None:
+        out['layout_share_status'] = runner.layout_timer.status
+        out['layout_share'] = None
+        if runner.layout_times:
+            shares = [t / s for t, s in zip(runner.layout_times, runner.step_times)]
+            out['layout_share'] = statistics.median(shares)
+            out['layout_s_median'] = statistics.median(runner.layout_times)
+            out['layout_calls_per_step'] = statistics.median(runner.layout_calls)
     return out
 
 
@@ -373,33 +579,39 @@ def add_ratios(rows: List[dict], reference: str) -> None:
 
 
 # --------------------------------------------------------------------------- output
-def to_markdown(result: dict) -> str:
+def _share(row: dict, key: str) -> str:
+    if key not in row:
+        return '-'
+    if row[key] is None:
+        return row.get(f'{key}_status', 'not measured')
+    return f'{100 * row[key]:.1f} %'
+
+
+def to_markdown(result: dict, header: str) -> str:
     env = result['environment']
     precision = 'AMP fp16' if env['amp'] else 'fp32'
-    lines = [f"# Training-step throughput ({env['device']}, {precision})",
-             '',
-             f"torch {env['torch']}, {env['threads']} CPU threads, {result['steps']} timed steps "
-             f"after {result['warmup']} warm-up, models interleaved round-robin. "
-             f"Memory: {result['memory_method']}. Target share: {result['target_share_method']}.",
+    lines = [f"# Training-step throughput ({env['device']}, {precision})", '', header,
+             f"{result['steps']} timed steps after {result['warmup']} warm-up, models "
+             f"interleaved round-robin. Memory: {result['memory_method']}. Target share: "
+             f"{result['target_share_method']}. Layout share: {result['layout_share_method']}.",
              '']
     for group in result['groups']:
         lines += [f"## {group['title']} (ratio to {group['reference']})", '',
                   '| model | px | batch | step s (median) | IQR s | min-max s | images/s | '
-                  'ratio | peak MB | target share |',
-                  '|---|---|---|---|---|---|---|---|---|---|']
+                  'ratio | peak MB | target share | layout share |',
+                  '|---|---|---|---|---|---|---|---|---|---|---|']
         for row in group['rows']:
             if 'step_s_median' not in row:
                 lines.append(f"| {row['name']} | {row['img_size']} | {row['batch']} | "
-                             f"{row['status']} | | | | | | |")
+                             f"{row['status']} | | | | | | | |")
                 continue
-            share = (f"{100 * row['target_share_median']:.1f} %"
-                     if 'target_share_median' in row else '-')
             ratio = f"{row['ratio_to_reference']:.2f}" if 'ratio_to_reference' in row else '-'
             lines.append(
                 f"| {row['name']} | {row['img_size']} | {row['batch']} | "
                 f"{row['step_s_median']:.3f} | {row['step_s_q1']:.3f}-{row['step_s_q3']:.3f} | "
                 f"{row['step_s_min']:.3f}-{row['step_s_max']:.3f} | {row['images_per_s']:.1f} | "
-                f"{ratio} | {row['peak_mem_mb']:.0f} | {share} |")
+                f"{ratio} | {row['peak_mem_mb']:.0f} | {_share(row, 'target_share_median')} | "
+                f"{_share(row, 'layout_share')} |")
         lines.append('')
         for row in group['rows']:
             if row.get('profile_top_ops'):
@@ -413,9 +625,12 @@ def to_markdown(result: dict) -> str:
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--out-dir', default='work_dirs/benchmarks/throughput')
-    parser.add_argument('--groups', nargs='+', choices=sorted(GROUPS), default=list(GROUPS),
-                        help='comparison groups to run (default: all)')
+    parser.add_argument('--out-dir', default=None,
+                        help='folder of throughput[_TAG].{json,md} (default docs/results; '
+                        '--quick: work_dirs/benchmarks)')
+    parser.add_argument('--tag', default=None, help='suffix of the output file names')
+    parser.add_argument('--groups', nargs='+', choices=sorted(GROUPS), default=DEFAULT_GROUPS,
+                        help=f'comparison groups to run (default: {" ".join(DEFAULT_GROUPS)})')
     parser.add_argument('--batch', type=int, default=None,
                         help='batch of the ViT-B and Swin-B groups (default 8; --quick: 1)')
     parser.add_argument('--batch-448', type=int, default=None,
@@ -433,20 +648,35 @@ def parse_args(argv=None):
                         help='after timing, profile one step of every model (torch.profiler)')
     parser.add_argument('--profile-top', type=int, default=15)
     parser.add_argument('--cpu', action='store_true', help='stay on CPU even if CUDA is present')
+    parser.add_argument('--no-amp', dest='amp', action='store_false',
+                        help='on CUDA: float32 steps instead of AMP (float16 autocast)')
     parser.add_argument('--threads', type=int, default=None, help='torch CPU threads')
     args = parser.parse_args(argv)
     quick = args.quick
+    args.out_dir = args.out_dir or ('work_dirs/benchmarks' if quick else 'docs/results')
     args.batch = args.batch or (1 if quick else 8)
     args.batch_448 = args.batch_448 or max(1, args.batch // 4)
     args.steps = args.steps or (2 if quick else 10)
     args.warmup = args.warmup if args.warmup is not None else (1 if quick else 2)
     high_res = args.high_res_size or (224 if quick else 448)
-    args.sizes = dict(vit=args.vit_size, swin=args.swin_size, vit448=high_res)
+    args.sizes = dict(vit=args.vit_size, swin=args.swin_size, vit448=high_res,
+                      variants=args.vit_size)
     for name, value in [('--batch', args.batch), ('--batch-448', args.batch_448),
-                        ('--steps', args.steps)]:
+                        ('--steps', args.steps), ('--threads', args.threads or 1)]:
         if value < 1:
             parser.error(f'{name}={value} must be >= 1')
+    try:
+        output_stem(args.out_dir, 'throughput', args.tag)
+    except ValueError as err:
+        parser.error(str(err))
     return args
+
+
+def environment(device: torch.device, amp: bool) -> dict:
+    return dict(device=(torch.cuda.get_device_name() if device.type == 'cuda'
+                        else f'CPU ({cpu_model()})'),
+                amp=amp, torch=torch.__version__, threads=torch.get_num_threads(),
+                python=platform.python_version())
 
 
 def main(argv=None) -> dict:
@@ -456,34 +686,38 @@ def main(argv=None) -> dict:
     init_default_scope('mmpretrain')
     MMLogger.get_current_instance().setLevel('WARNING')  # init_weights logs every parameter
     device = torch.device('cuda' if torch.cuda.is_available() and not args.cpu else 'cpu')
-    amp = device.type == 'cuda'
+    amp = device.type == 'cuda' and args.amp
+    provenance = Provenance.start('throughput.py', argv, torch.get_num_threads(),
+                                  device=device.type, quick=args.quick)
     torch.manual_seed(0)
     groups = [run_group(key, args, device, amp) for key in args.groups]
     result = dict(
-        environment=dict(device=(torch.cuda.get_device_name() if amp else
-                                 f'CPU ({platform.processor() or platform.machine()})'),
-                         amp=amp, torch=torch.__version__, threads=torch.get_num_threads(),
-                         python=platform.python_version()),
+        provenance=provenance.finish(), environment=environment(device, amp),
         quick=args.quick, steps=args.steps, warmup=args.warmup,
-        memory_method=('torch.cuda.max_memory_allocated over the timed steps' if amp else
+        memory_method=('torch.cuda.max_memory_allocated over the timed steps'
+                       if device.type == 'cuda' else
                        'params + grads + AdamW state + tensors saved for backward in one step '
                        '(CPU lower bound)'),
         target_share_method=('target_generator.forward timed inside the step by forward hooks '
-                              '(CUDA events on GPU), median over steps of its share of the step'),
-        groups=groups, created=time.strftime('%Y-%m-%d %H:%M:%S'))
-    write_outputs(result, args.out_dir)
+                             '(CUDA events on GPU), median over steps of its share of the step'),
+        layout_share_method=(f'calls of {localmim_swin_module.__name__}.{LAYOUT_FUNCTION} timed '
+                             'inside the step by wrapping that module attribute (CUDA events on '
+                             'GPU), median over steps of their share of the step'),
+        groups=groups)
+    write_outputs(result, provenance.markdown(), args.out_dir, args.tag)
     return result
 
 
-def write_outputs(result: dict, out_dir: str) -> None:
-
+def write_outputs(result: dict, header: str, out_dir: str, tag: Optional[str] = None) -> None:
     os.makedirs(out_dir, exist_ok=True)
-    with open(osp.join(out_dir, 'throughput.json'), 'w') as f:
+    stem = output_stem(out_dir, 'throughput', tag)
+    with open(stem + '.json', 'w') as f:
         json.dump(result, f, indent=2)
-    with open(osp.join(out_dir, 'throughput.md'), 'w') as f:
-        f.write(to_markdown(result))
-    print(to_markdown(result))
-    print(f'wrote {out_dir}/throughput.json and throughput.md')
+    markdown = to_markdown(result, header)
+    with open(stem + '.md', 'w') as f:
+        f.write(markdown)
+    print(markdown)
+    print(f'wrote {stem}.json and {stem}.md')
 
 
 if __name__ == '__main__':

@@ -374,3 +374,19 @@ def test_gpu_acceptance_quick(tmp_path, monkeypatch):
     assert 'command: `python tools/benchmarks/gpu_acceptance.py --quick' in markdown
     assert '| MAE ViT-B | 1.0 |' in markdown
     assert all(osp.basename(p) in markdown for p in tiny)
+
+
+def test_release_parity_measures_the_hog_bin_rule(tmp_path):
+    """tools/benchmarks/release_parity.py on a few sample images: this project's bins equal
+    exact arithmetic everywhere, the release's float32 convolution does not (the difference the
+    tool exists to measure), and both outputs are written with their header."""
+    tool = _load_tool('release_parity')
+    result = tool.main(['--sizes', '64', '--max-images', '8', '--out-dir', str(tmp_path)])
+    study = result['hog_bins'][64]
+    for nbins in (9, 18):
+        assert study[f'nbins {nbins}: this project (sobel_gradients)'][
+            'pixels_in_another_bin_pct'] == 0
+    assert study['nbins 18: release float32 convolution']['pixels_in_another_bin_pct'] > 0
+    assert all(0 < d < 1e-3 for d in result['swin_eps']['tap_feature_relative_difference'])
+    assert (tmp_path / 'release_parity.json').exists()
+    assert 'release_parity.py' in (tmp_path / 'release_parity.md').read_text()

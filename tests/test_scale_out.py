@@ -46,6 +46,16 @@ def _processes_running(marker: str):
     return found
 
 
+def _alive(pid: int) -> bool:
+    """Not yet exited (a zombie has closed its files; an exiting process may still hold them,
+    and its command line reads empty before its files are closed)."""
+    try:
+        with open(f'/proc/{pid}/stat') as f:
+            return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
+    except OSError:
+        return False
+
+
 def _wait_for(predicate, timeout, what):
     end = time.time() + timeout
     while time.time() < end:
@@ -97,7 +107,8 @@ def test_kill_9_of_the_launcher_leaves_no_worker_and_no_lock(tmp_path):
 
         os.killpg(launcher.pid, signal.SIGKILL)
         launcher.wait(timeout=30)
-        _wait_for(lambda: not _processes_running(config), 30, 'the workers to stop')
+        _wait_for(lambda: not any(map(_alive, workers)), 30, 'the workers to stop')
+        assert not _processes_running(config)
         with open(work_dir / '.train.lock') as f:  # the kernel dropped the dead run's lock
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     finally:

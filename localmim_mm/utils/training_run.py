@@ -2,8 +2,11 @@
 asks for, and keep a run from outliving its launcher, sharing its work dir, or resuming from a
 truncated checkpoint."""
 import os
+from typing import Optional
 
+import torch
 from mmengine.config import Config
+from mmengine.model import is_model_wrapper
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
@@ -19,11 +22,45 @@ RANK_VARIABLES = ('RANK', 'SLURM_PROCID', 'OMPI_COMM_WORLD_RANK')
 
 def build_runner(cfg: Config):
     """``Runner.from_cfg``, or ``RUNNERS.build`` when the config sets ``runner_type`` (e.g.
-    ``FlexibleRunner`` with an FSDP / DeepSpeed ``strategy``), as mmpretrain's train.py does.
-    ``cfg.compile`` is applied by either runner."""
+    ``FlexibleRunner`` with an FSDP / DeepSpeed ``strategy``), as mmpretrain's train.py does;
+    ``cfg.compile`` (True or ``torch.compile`` options) compiles the model's forward.
+
+    mmengine 0.10.7's Runner compiles ``train_step``, which includes the optimizer step that
+    dynamo fails to trace (torch 2.13: ``'UserDefinedDictVariable' object has no attribute
+    'items'`` in AdamW), and ``FlexibleRunner.from_cfg`` drops ``compile``. Both therefore get
+    the forward compiled instead (the dumped config keeps ``compile``).
+    """
+    options = _compile_options(cfg.get('compile'))
     if 'runner_type' not in cfg:
-        return Runner.from_cfg(cfg)
-    return RUNNERS.build(cfg)
+        runner = Runner.from_cfg(cfg)
+        runner.cfg.pop('compile', None)  # read again by Runner.train(): we compile instead
+        if options is not None:
+            compile_forward(runner, options)
+        return runner
+    runner = RUNNERS.build(cfg)
+    if options is not None:
+        runner._compile = dict(options, target='forward')  # FlexibleRunner's own setting
+    return runner
+
+
+def _compile_options(setting) -> Optional[dict]:
+    if setting is None or setting is False:
+        return None
+    if setting is True:
+        return {}
+    if not isinstance(setting, dict):
+        raise SystemExit(f'compile={setting!r}: give True or a dict of torch.compile options '
+                         "(e.g. dict(backend='inductor', mode='max-autotune'))")
+    return {k: v for k, v in setting.items() if k != 'target'}
+
+
+def compile_forward(runner, options: dict) -> None:
+    """``torch.compile`` the forward of the (unwrapped) model; DDP then calls the compiled
+    forward, and the backward and optimizer step stay eager."""
+    model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+    model.forward = torch.compile(model.forward, **options)
+    runner.logger.info(f'Model has been "compiled" (forward, torch.compile options {options}); '
+                       'the first iterations are slow while it compiles')
 
 
 def launcher_rank() -> int:

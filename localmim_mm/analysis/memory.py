@@ -21,6 +21,7 @@ with a fused kernel that, like FlashAttention on GPUs, saves no attention matrix
 Not included: the CUDA context and the caching allocator's slack (plan ~1-3 GB per GPU), the
 dataloader's pinned memory, and transient buffers of the backward pass.
 """
+import functools
 from typing import Dict, List, Tuple
 
 import torch
@@ -134,27 +135,37 @@ def _loss_forward(model: nn.Module, batch: int, size: Tuple[int, int]):
     return lambda: model.loss(inputs, samples)
 
 
-def recipe_memory(config: str, gpus: int = None) -> dict:
-    """Per-GPU memory of a pre-training config at its batch per GPU (see the module doc)."""
+@functools.lru_cache(maxsize=None)
+def _measure(config: str) -> dict:
+    """Parameter counts and the activation model of a config (cached: one build per config)."""
     cfg = Config.fromfile(config)
-    gpus = gpus or cfg.get('gpus') or 8
-    batch = cfg.train_dataloader.batch_size
     amp = cfg.optim_wrapper.get('type') == 'AmpOptimWrapper'
-    strategy_type = str((cfg.get('strategy') or {}).get('type', ''))
-    strategy = 'FSDP' if strategy_type.endswith('FSDPStrategy') else 'DDP'
     model = _build(cfg)
-    num_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     root, units = fsdp_units(model)
     size = _input_size(model)
     one, two = (saved_activation_bytes(model, _loss_forward(model, b, size), amp) for b in (1, 2))
-    per_image, fixed = two - one, 2 * one - two
-    states = model_state_bytes(num_params, strategy, gpus, root, max(units, default=0))
-    activations = fixed + batch * per_image
+    return dict(amp=amp, input_size=list(size),
+                trainable_params=sum(p.numel() for p in model.parameters() if p.requires_grad),
+                fsdp_root_params=root, largest_fsdp_unit_params=max(units, default=0),
+                activation_bytes_per_image=two - one, activation_bytes_fixed=2 * one - two)
+
+
+def recipe_memory(config: str, gpus: int = None, strategy: str = None) -> dict:
+    """Per-GPU memory of a pre-training config at its batch per GPU (see the module doc).
+    ``strategy`` ('DDP' / 'FSDP') overrides the config's (for a comparison)."""
+    cfg = Config.fromfile(config)
+    gpus = gpus or cfg.get('gpus') or 8
+    batch = cfg.train_dataloader.batch_size
+    if strategy is None:
+        strategy_type = str((cfg.get('strategy') or {}).get('type', ''))
+        strategy = 'FSDP' if strategy_type.endswith('FSDPStrategy') else 'DDP'
+    measured = _measure(config)
+    states = model_state_bytes(measured['trainable_params'], strategy, gpus,
+                               measured['fsdp_root_params'], measured['largest_fsdp_unit_params'])
+    activations = measured['activation_bytes_fixed'] + batch * measured[
+        'activation_bytes_per_image']
     total = sum(states.values()) + activations
     return dict(
-        config=config, strategy=strategy, gpus=gpus, batch_per_gpu=batch, amp=amp,
-        input_size=list(size), trainable_params=num_params, fsdp_root_params=root,
-        largest_fsdp_unit_params=max(units, default=0),
-        activation_bytes_per_image=per_image, activation_bytes_fixed=fixed,
+        config=config, strategy=strategy, gpus=gpus, batch_per_gpu=batch, **measured,
         per_gpu_gib={**{k: v / GiB for k, v in states.items()}, 'activations': activations / GiB,
                      'total': total / GiB})

@@ -30,6 +30,8 @@ def parse_args():
     parser = argparse.ArgumentParser(description='Per-GPU memory of pre-training recipes')
     parser.add_argument('configs', nargs='+', help='pre-training config files')
     parser.add_argument('--gpus', type=int, help='GPUs when the config does not say (default 8)')
+    parser.add_argument('--with-ddp', action='store_true',
+                        help='for FSDP configs, also the same recipe with DDP (for comparison)')
     parser.add_argument('--out', help='write a markdown table here (and the numbers as .json)')
     return parser.parse_args()
 
@@ -51,6 +53,8 @@ def table(results) -> str:
     for r in results:
         gib = r['per_gpu_gib']
         strategy = r['strategy'] + (f' over {r["gpus"]} GPUs' if r['strategy'] == 'FSDP' else '')
+        if r['strategy'] == 'DDP' and 'fsdp' in osp.basename(r['config']):
+            strategy = 'DDP (for comparison)'
         cells = [f'`{osp.splitext(osp.basename(r["config"]))[0]}`', strategy,
                  str(r['batch_per_gpu']), f'{r["trainable_params"] / 1e6:.1f} M']
         cells += [f'{gib[c]:.1f} GiB' for c in COLUMNS[:-1]] + [f'**{gib["total"]:.1f} GiB**']
@@ -60,11 +64,12 @@ def table(results) -> str:
 
 def main():
     args = parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     results = []
     for config in args.configs:
         result = recipe_memory(config, args.gpus)
         results.append(result)
+        if args.with_ddp and result['strategy'] == 'FSDP':
+            results.append(recipe_memory(config, args.gpus, strategy='DDP'))
         print(f'{config}: {result["per_gpu_gib"]["total"]:.1f} GiB per GPU '
               f'({result["strategy"]}, batch {result["batch_per_gpu"]} per GPU)', flush=True)
     text = table(results)

@@ -99,7 +99,7 @@ def test_kill_9_of_the_launcher_leaves_no_worker_and_no_lock(tmp_path):
 
         second = subprocess.run([sys.executable, 'tools/train.py', config, '--work-dir',
                                  str(work_dir)], cwd=REPO, env=train_env(), capture_output=True,
-                                text=True, timeout=300)
+                                text=True, timeout=120)
         assert second.returncode != 0
         assert 'is in use by a live training run' in second.stderr
         holder = int(second.stderr.split('(PID ')[1].split()[0])

@@ -30,9 +30,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _processes_running(marker: str):
-    """PIDs of live (not zombie) processes whose command line contains ``marker``."""
-    found = []
+def _live_processes(marker: str):
+    """{pid: command line} of live (not zombie) processes whose command line holds ``marker``."""
+    found = {}
     for pid in filter(str.isdigit, os.listdir('/proc')):
         try:
             with open(f'/proc/{pid}/cmdline', 'rb') as f:
@@ -42,8 +42,12 @@ def _processes_running(marker: str):
         except OSError:
             continue
         if marker in cmdline and state != 'Z' and int(pid) != os.getpid():
-            found.append(int(pid))
+            found[int(pid)] = cmdline
     return found
+
+
+def _processes_running(marker: str):
+    return list(_live_processes(marker))
 
 
 def _alive(pid: int) -> bool:
@@ -81,10 +85,15 @@ LONG_RUN = """
     """
 
 
-def test_kill_9_of_the_launcher_leaves_no_worker_and_no_lock(tmp_path):
+def _workers(config):
+    """The training processes of ``config`` (not the launcher or a shell)."""
+    return [pid for pid, cmdline in _live_processes(config).items()
+            if 'torch.distributed.run' not in cmdline and 'dist_train.sh' not in cmdline]
+
+
+def test_kill_9_of_the_launcher_process_group_stops_every_worker(tmp_path):
     """tools/dist_train.sh (2 gloo processes) killed with SIGKILL on its process group once the
-    workers train: both workers stop, a second run in the same work dir meanwhile is refused
-    naming the live run's PID, and once the run is dead its work dir can be taken again."""
+    workers train: both workers stop within seconds (they run in sessions of their own)."""
     config = write_config(tmp_path / 'long_run.py', LONG_RUN)
     work_dir = tmp_path / 'work'
     env = dict(train_env(), PORT=str(free_port()), PYTHON=sys.executable)
@@ -94,24 +103,38 @@ def test_kill_9_of_the_launcher_leaves_no_worker_and_no_lock(tmp_path):
         start_new_session=True)
     try:
         _wait_for(lambda: 'Epoch(train)' in _log_text(work_dir), 240, 'the first iterations')
-        workers = [p for p in _processes_running(config) if p != launcher.pid]
+        workers = _workers(config)
         assert len(workers) == 2, workers
-
-        second = subprocess.run([sys.executable, 'tools/train.py', config, '--work-dir',
-                                 str(work_dir)], cwd=REPO, env=train_env(), capture_output=True,
-                                text=True, timeout=120)
-        assert second.returncode != 0
-        assert 'is in use by a live training run' in second.stderr
-        holder = int(second.stderr.split('(PID ')[1].split()[0])
-        assert holder in workers
-
         os.killpg(launcher.pid, signal.SIGKILL)
         launcher.wait(timeout=30)
         _wait_for(lambda: not any(map(_alive, workers)), 30, 'the workers to stop')
         assert not _processes_running(config)
+    finally:
+        for pid in _processes_running(config):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_a_live_run_holds_its_work_dir_and_a_dead_one_does_not(tmp_path):
+    """While a run trains, a second tools/train.py in its work dir (e.g. --resume) is refused
+    naming the live run's PID; after kill -9 of the live run the work dir is free again."""
+    config = write_config(tmp_path / 'long_run.py', LONG_RUN)
+    work_dir = tmp_path / 'work'
+    first = subprocess.Popen([sys.executable, 'tools/train.py', config, '--work-dir',
+                              str(work_dir)], cwd=REPO, env=train_env(),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for(lambda: 'Epoch(train)' in _log_text(work_dir), 240, 'the first iterations')
+        second = subprocess.run([sys.executable, 'tools/train.py', config, '--work-dir',
+                                 str(work_dir), '--resume'], cwd=REPO, env=train_env(),
+                                capture_output=True, text=True, timeout=120)
+        assert second.returncode != 0
+        assert f'is in use by a live training run (PID {first.pid} on ' in second.stderr
+        first.kill()
+        first.wait(timeout=30)
         with open(work_dir / '.train.lock') as f:  # the kernel dropped the dead run's lock
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     finally:
+        first.kill()
         for pid in _processes_running(config):
             os.kill(pid, signal.SIGKILL)
 

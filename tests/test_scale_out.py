@@ -311,7 +311,10 @@ def test_the_committed_memory_table_matches_the_configs():
     init_default_scope('mmpretrain')
     for result in results:
         cfg = Config.fromfile(osp.join(REPO, result['config']))
-        with torch.device('meta'):
+        try:
+            with torch.device('meta'):
+                model = MODELS.build(cfg.model)
+        except RuntimeError:  # a constructor that calls .item() (Swin)
             model = MODELS.build(cfg.model)
         assert result['trainable_params'] == sum(
             p.numel() for p in model.parameters() if p.requires_grad), result['config']

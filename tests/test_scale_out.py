@@ -131,8 +131,8 @@ def test_a_live_run_holds_its_work_dir_and_a_dead_one_does_not(tmp_path):
         assert f'is in use by a live training run (PID {first.pid} on ' in second.stderr
         first.kill()
         first.wait(timeout=30)
-        with open(work_dir / '.train.lock') as f:  # the kernel dropped the dead run's lock
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with open(work_dir / '.train.lock', 'a') as f:  # the kernel dropped the dead run's lock
+            fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     finally:
         first.kill()
         for pid in _processes_running(config):

@@ -2,11 +2,15 @@
 
 A second run started in a work dir that a live run writes (e.g. ``--resume`` while the first is
 still going) would interleave two trainings' checkpoints and logs. The first run holds an
-exclusive ``flock`` on ``<work_dir>/.train.lock`` for its whole life; the kernel drops the lock
-when the holder's process ends, however it ends (``kill -9`` included), so a dead run never
-blocks the next one and there is no stale-lock clean-up. The file keeps the holder's PID, host
-and command line for the message. Only one process of a distributed run (global rank 0) takes it.
+exclusive POSIX record lock (``fcntl.lockf``) on ``<work_dir>/.train.lock`` for its whole life;
+the kernel drops it when the holder's process ends, however it ends (``kill -9`` included), so a
+dead run never blocks the next one and there is no stale-lock clean-up. A record lock belongs to
+the process, so the dataloader workers it forks do not inherit it (with ``flock`` they would hold
+it on for seconds after a killed run). The file keeps the holder's PID, host and command line for
+the message. Only one process of a distributed run (global rank 0) takes it; this process must not
+open and close the lock file elsewhere (closing any descriptor of it drops a record lock).
 """
+import errno
 import fcntl
 import os
 import os.path as osp
@@ -36,8 +40,10 @@ def lock_work_dir(work_dir: str) -> str:
     path = osp.join(work_dir, LOCK_NAME)
     handle = open(path, 'a+')
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+        fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+        if err.errno not in (errno.EACCES, errno.EAGAIN):
+            raise
         handle.seek(0)
         holder = handle.read().strip() or 'a process that wrote no details'
         handle.close()

@@ -17,7 +17,7 @@ from mmengine.config import Config
 
 import localmim_mm  # noqa: F401
 
-from .reliability_helpers import REPO, TINY_VIT_CONFIG, read_losses, train_env, write_config
+from .reliability_helpers import REPO, read_losses, train_env, write_config
 
 LOCALMIM = osp.join(REPO, 'configs', 'localmim')
 FSDP_CONFIGS = ['localmim_vit-large-p16_16xb256-fsdp-amp-coslr-800e_in1k.py',

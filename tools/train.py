@@ -11,8 +11,8 @@ Differences from the stock script, all on the launching side (the recipe is neve
 * ``--resume`` skips truncated checkpoints (it names them) for the newest whole one;
 * one live run per work dir; workers of ``tools/dist_train.sh`` die with their launcher;
 * a mistyped registered type gets a "did you mean".
-``runner_type`` (e.g. ``FlexibleRunner`` with an FSDP / DeepSpeed ``strategy``) and ``compile``
-work as in mmpretrain's script.
+``runner_type`` (e.g. ``FlexibleRunner`` with an FSDP / DeepSpeed ``strategy``) as in mmpretrain's
+script; ``compile`` compiles the model's forward (docs/scale_out.md).
 """
 import os
 

@@ -7,6 +7,7 @@ dir, newest first; each is checked whole (zip directory and every member's CRC-3
 :func:`check_checkpoint_file`) and the first that passes is resumed from. Skipped files are
 named with the reason.
 """
+import logging
 import os
 import os.path as osp
 import re
@@ -79,7 +80,7 @@ def resolve_auto_resume(cfg: Config, announce: bool = True) -> Optional[str]:
     path, skipped = find_resumable_checkpoint(cfg.work_dir)
     if announce:
         for bad, why in skipped:
-            print_log(f'--resume: skipped {bad}: {why}', logger='current', level=30)
+            print_log(f'--resume: skipped {bad}: {why}', logger='current', level=logging.WARNING)
     if path is None and skipped:
         raise SystemExit(f'--resume: none of the {len(skipped)} checkpoints in {cfg.work_dir} '
                          'is whole (see above); remove them to start from scratch, or resume '

@@ -319,3 +319,63 @@ def test_points_outside_the_image_and_layers_outside_the_depth_are_refused(mae_c
     with pytest.raises(ValueError, match='layer 4 is outside the encoder depth 4'):
         encoder_attentions(model, image.tensor(), [0, 4])
     assert image.to_pixel(31, 0) == (62, 0)
+
+
+# ---------------------------------------------------------------- LoMaR checkpoints
+LOMAR_CONFIG = osp.join(REPO, 'configs', 'lomar', 'lomar_vit-tiny-p8_1xb32-coslr-20e_sample.py')
+
+
+@pytest.fixture(scope='module')
+def lomar_checkpoint(tmp_path_factory):
+    """A tiny LoMaR runner checkpoint: 2 iterations of 8 sample images."""
+    work_dir = tmp_path_factory.mktemp('lomar')
+    train(LOMAR_CONFIG, work_dir, '--cfg-options', 'train_cfg.max_epochs=1',
+          'train_dataloader.dataset.indices=16', 'train_dataloader.batch_size=8',
+          'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False')
+    return str(work_dir / 'epoch_1.pth')
+
+
+def test_recorded_lomar_attention_adds_the_relative_position_bias():
+    """softmax(q k^T / sqrt(d) + bias) @ v through proj equals RelPosMultiheadAttention's output,
+    with a bias large enough that leaving it out would show."""
+    from localmim_mm.models.utils.relpos_attention import (RelPosMultiheadAttention,
+                                                           relative_position_index)
+    torch.manual_seed(0)
+    module = RelPosMultiheadAttention(embed_dims=24, num_heads=3, max_offset=2).eval()
+    torch.nn.init.normal_(module.relative_position_bias_table, std=3.)
+    index = relative_position_index((3, 3), 2)
+    x = torch.randn(2, 10, 24)
+    with AttentionRecorder({'a': module}) as recorder:
+        out = module(x, index)
+    attn = recorder.maps['a']
+    v = module.qkv(x).reshape(2, 10, 3, 3, 8).permute(2, 0, 3, 1, 4)[2]
+    mixed = (attn @ v).transpose(1, 2).reshape(2, 10, 24)
+    assert torch.allclose(module.proj(mixed), out, atol=1e-5)
+    q, k = module.qkv(x).reshape(2, 10, 3, 3, 8).permute(2, 0, 3, 1, 4)[:2]
+    without_bias = torch.softmax(q @ k.transpose(-2, -1) * 8 ** -0.5, -1)
+    assert not torch.allclose(attn, without_bias, atol=1e-2)
+
+
+def test_layer_nmi_and_attention_maps_read_a_lomar_checkpoint(lomar_checkpoint, tmp_path):
+    _tool('layer_nmi.py', LOMAR_CONFIG, lomar_checkpoint, '--label', 'lomar', '--images',
+          SAMPLE_IMAGE, '--out-dir', tmp_path / 'nmi')
+    with open(tmp_path / 'nmi' / 'nmi.json') as f:
+        (model, ) = json.load(f)['models']
+    assert model['encoder']['layers'] == list(range(8))
+    assert all(0 <= v <= 1 for v in model['encoder']['nmi'])
+    assert model['decoders'] == {}  # LoMaR's head is one linear layer: no decoder attention
+    _tool('attention_maps.py', LOMAR_CONFIG, lomar_checkpoint, '--images', SAMPLE_IMAGE,
+          '--points', '16,16', '--layers', 0, 7, '--out-dir', tmp_path / 'maps')
+    _check_png(osp.join(tmp_path, 'maps', 'cat_0001_x16_y16.png'))
+
+
+def test_reconstruction_viewer_refuses_lomar_naming_what_is_missing(lomar_checkpoint, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, osp.join(TOOLS, 'visualize_reconstruction.py'), LOMAR_CONFIG,
+         lomar_checkpoint, '--images', SAMPLE_IMAGE, '--out-dir', str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=REPO))
+    assert proc.returncode != 0
+    assert ('LoMaR lacks: neck, per-layer decoders (LocalMIMHead), target generator'
+            in proc.stderr)
+    assert 'lacks 0' not in proc.stderr
+    assert not list(tmp_path.iterdir())

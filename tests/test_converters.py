@@ -297,7 +297,7 @@ def test_publish_makes_a_pure_tensor_zoo_file(tmp_path, runner_checkpoint):
     match = re.fullmatch(r'localmim_vit-tiny_(\d{8})-([0-9a-f]{8})\.pth', name)
     assert match, name
     assert match.group(2) == sha256_of(final)[:8]
-    assert os.listdir(tmp_path / 'zoo') == [name]
+    assert sorted(os.listdir(tmp_path / 'zoo')) == sorted([name, 'localmim_vit-tiny.pth'])
     ckpt = torch.load(final, weights_only=True)
     assert sorted(ckpt) == ['meta', 'state_dict']
     assert sorted(ckpt['state_dict']) == sorted(state)
@@ -308,6 +308,32 @@ def test_publish_makes_a_pure_tensor_zoo_file(tmp_path, runner_checkpoint):
     assert meta['epoch'] == 3 and meta['iter'] == 30
     assert meta['versions']['torch'] == torch.__version__
     assert {'mmengine', 'mmpretrain', 'localmim_mm'} <= set(meta['versions'])
+
+
+def test_publish_prints_the_file_keeps_a_stable_name_and_is_readable(tmp_path, runner_checkpoint):
+    """From the command line: the last line is the published file, the path the user typed
+    links to it (a config naming that path keeps working after a re-publish), and the file is
+    readable by all under the usual umask 022."""
+    import subprocess
+    import sys
+    path, state = runner_checkpoint
+    stable = tmp_path / 'zoo' / 'localmim_vit-tiny.pth'
+    tool = osp.join(REPO, 'tools', 'model_converters', 'publish_model.py')
+    env = dict(os.environ, PYTHONPATH=REPO)
+    runs = [subprocess.run(f'umask 022 && {sys.executable} {tool} {path} {stable}', shell=True,
+                           cwd=REPO, env=env, capture_output=True, text=True, check=True)
+            for _ in range(2)]  # the second publish moves the link (same content, same name)
+    final = runs[-1].stdout.strip().splitlines()[-1]
+    assert osp.isfile(final) and re.fullmatch(r'.*_\d{8}-[0-9a-f]{8}\.pth', final)
+    assert osp.islink(stable) and osp.realpath(stable) == osp.realpath(final)
+    assert os.readlink(stable) == osp.basename(final)  # relative: the folder can move
+    assert oct(os.stat(final).st_mode & 0o777) == oct(0o644)
+    loaded = load_pretrained(_vit(), str(stable), prefix='backbone.', allow_missing=['ln2.*'])
+    assert loaded is not None
+    (tmp_path / 'zoo' / 'mine.pth').write_bytes(b'not ours')
+    with pytest.raises(FileExistsError, match='is not a link made by publish_model.py'):
+        publish_model.publish(path, str(tmp_path / 'zoo' / 'mine.pth'))
+    assert (tmp_path / 'zoo' / 'mine.pth').read_bytes() == b'not ours'
 
 
 def test_publish_refuses_non_runner_files(tmp_path):

@@ -4,6 +4,8 @@
 # Multi-node: NNODES, NODE_RANK, MASTER_ADDR and PORT as in mmpretrain. Uses nccl on GPUs and gloo
 # when no GPU is present (tools/test.py decides; the config is not edited).
 # PYTHON selects the interpreter (default: the repo's .venv if present, else python).
+# A busy PORT is reported before launching (with a free one to use). The launcher replaces this
+# shell (exec) and its workers die with it, whatever the signal (tools/train.py, test.py).
 set -euo pipefail
 CONFIG=$1
 CHECKPOINT=$2
@@ -17,8 +19,12 @@ if [ -z "${PYTHON:-}" ]; then
   if [ -x "$ROOT/.venv/bin/python" ]; then PYTHON="$ROOT/.venv/bin/python"; else PYTHON=python; fi
 fi
 
+if [ "$NODE_RANK" = "0" ]; then
+  "$PYTHON" "$ROOT/localmim_mm/utils/ports.py" "$PORT" tools/dist_test.sh || exit 1
+fi
+
 PYTHONPATH="$ROOT:${PYTHONPATH:-}" \
-"$PYTHON" -m torch.distributed.run \
+exec "$PYTHON" -m torch.distributed.run \
     --nnodes="$NNODES" \
     --node_rank="$NODE_RANK" \
     --master_addr="$MASTER_ADDR" \

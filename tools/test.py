@@ -3,16 +3,24 @@
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE] [--cfg-options k=v ...]
                                            [--launcher pytorch]
-Runs on CPU-only machines too (gloo when distributed).
+Runs on CPU-only machines too (gloo when distributed). Logs the dataset root, split and number
+of images it evaluates; ``val_dataloader.*`` overrides reach a test loader that the config derives
+from the val one (``test_dataloader = val_dataloader``), and overrides that could not change the
+evaluation are refused (``localmim_mm/utils/test_split.py``).
 """
-import argparse
 import os
-import os.path as osp
 
-from mmengine.config import Config, DictAction
-from mmengine.runner import Runner
+LAUNCHER_PID = os.getppid()  # before the slow imports: workers die with their launcher
 
-from localmim_mm.utils import allow_runner_checkpoints, prepare_launch
+import argparse  # noqa: E402
+import os.path as osp  # noqa: E402
+
+from mmengine.config import Config, DictAction  # noqa: E402
+
+from localmim_mm.utils import allow_runner_checkpoints, prepare_launch  # noqa: E402
+from localmim_mm.utils.registry_hints import registry_hints  # noqa: E402
+from localmim_mm.utils.test_split import EvaluatedSplitHook, merge_test_options  # noqa: E402
+from localmim_mm.utils.training_run import build_runner, check_load_from, guard_worker  # noqa
 
 
 def parse_args():
@@ -34,13 +42,14 @@ def parse_args():
 
 def main():
     args = parse_args()
-    if not osp.isfile(args.checkpoint):
+    guard_worker(args.launcher, LAUNCHER_PID)
+    if not osp.exists(args.checkpoint):
         raise SystemExit(f'checkpoint {args.checkpoint!r} does not exist; give the path of a '
                          '.pth file written by tools/train.py or a published model')
+    check_load_from(args.checkpoint)
     allow_runner_checkpoints()
     cfg = Config.fromfile(args.config)
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
+    merge_test_options(cfg, args.cfg_options)
     cfg.work_dir = args.work_dir or osp.join(
         './work_dirs', osp.splitext(osp.basename(args.config))[0])
     cfg.load_from = args.checkpoint
@@ -51,8 +60,10 @@ def main():
         cfg.optim_wrapper.type = 'OptimWrapper'  # testing never steps an optimizer
         cfg.optim_wrapper.pop('loss_scale', None)
     prepare_launch(cfg, args.launcher)
-    runner = Runner.from_cfg(cfg)
-    metrics = runner.test()
+    with registry_hints():
+        runner = build_runner(cfg)
+        runner.register_hook(EvaluatedSplitHook())
+        metrics = runner.test()
     if args.out:
         from mmengine.fileio import dump
         dump(metrics, args.out)

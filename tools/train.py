@@ -7,16 +7,25 @@
 Differences from the stock script, all on the launching side (the recipe is never edited):
 * runs distributed on CPU-only machines with the ``gloo`` backend (``nccl`` on GPUs);
 * ``--no-amp`` trains an AMP recipe in float32; AMP asked for without a GPU is a clear error;
-* mmengine runner checkpoints load under torch >= 2.6 (``--resume`` / ``load_from``).
+* mmengine runner checkpoints load under torch >= 2.6 (``--resume`` / ``load_from``);
+* ``--resume`` skips truncated checkpoints (it names them) for the newest whole one;
+* one live run per work dir; workers of ``tools/dist_train.sh`` die with their launcher;
+* a mistyped registered type gets a "did you mean".
+``runner_type`` (e.g. ``FlexibleRunner`` with an FSDP / DeepSpeed ``strategy``) as in mmpretrain's
+script; ``compile`` compiles the model's forward (docs/scale_out.md).
 """
-import argparse
 import os
-import os.path as osp
 
-from mmengine.config import Config, DictAction
-from mmengine.runner import Runner
+LAUNCHER_PID = os.getppid()  # before the slow imports: workers die with their launcher
 
-from localmim_mm.utils import allow_runner_checkpoints, prepare_launch
+import argparse  # noqa: E402
+import os.path as osp  # noqa: E402
+
+from mmengine.config import Config, DictAction  # noqa: E402
+
+from localmim_mm.utils import allow_runner_checkpoints, prepare_launch  # noqa: E402
+from localmim_mm.utils.registry_hints import registry_hints  # noqa: E402
+from localmim_mm.utils.training_run import build_runner, guard_training_run  # noqa: E402
 
 
 def parse_args():
@@ -80,9 +89,11 @@ def main():
     args = parse_args()
     allow_runner_checkpoints()
     cfg = merge_args(Config.fromfile(args.config), args)
+    guard_training_run(cfg, args.launcher, LAUNCHER_PID, auto_resume=args.resume == 'auto')
     prepare_launch(cfg, args.launcher, amp=args.amp, no_amp=args.no_amp)
-    runner = Runner.from_cfg(cfg)
-    runner.train()
+    with registry_hints():
+        runner = build_runner(cfg)
+        runner.train()
 
 
 if __name__ == '__main__':

@@ -3,13 +3,17 @@
 mmpretrain's ``MultiheadAttention`` calls a fused ``scaled_dot_product_attention`` and never
 materialises the attention matrix, so a hook on each attention module takes the module's input
 (the block's ``ln1`` output) and recomputes ``softmax(q k^T / sqrt(d))`` from the module's own
-``qkv`` projection. The model classes are not modified.
+``qkv`` projection. LoMaR's attention (``RelPosMultiheadAttention``) also receives the relative
+position index and adds its learnt bias to the logits, as its forward does. The model classes are
+not modified.
 """
 from typing import Dict, List, Sequence, Tuple
 
 import torch
 from mmpretrain.models.backbones.vision_transformer import VisionTransformer
 from torch import nn
+
+from ..models.backbones.lomar_vit import LoMaRViT
 
 __all__ = ['AttentionRecorder', 'attention_blocks', 'encoder_attentions', 'decoder_attentions',
            'patch_attention']
@@ -22,12 +26,18 @@ def _check_attention_module(name: str, module: nn.Module) -> None:
                         'plain ViT attention only')
 
 
-def attention_probabilities(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``softmax(q k^T / sqrt(d))`` of an attention module for its input x: (B, heads, T, T)."""
+def attention_probabilities(module: nn.Module, x: torch.Tensor,
+                            index: torch.Tensor = None) -> torch.Tensor:
+    """``softmax(q k^T / sqrt(d) [+ bias])`` of an attention module for its input x:
+    (B, heads, T, T). ``index``: the relative position index a ``RelPosMultiheadAttention``
+    is called with (its bias is added to the logits)."""
     batch, tokens, _ = x.shape
     qkv = module.qkv(x).reshape(batch, tokens, 3, module.num_heads, module.head_dims)
     q, k = qkv.permute(2, 0, 3, 1, 4)[:2].float()
-    return torch.softmax(q @ k.transpose(-2, -1) * module.head_dims**-0.5, dim=-1)
+    logits = q @ k.transpose(-2, -1) * module.head_dims**-0.5
+    if index is not None:
+        logits = logits + module.relative_position_bias(index).float()
+    return torch.softmax(logits, dim=-1)
 
 
 class AttentionRecorder:
@@ -48,7 +58,7 @@ class AttentionRecorder:
 
     def _hook(self, name: str):
         def record(module, inputs, output):
-            self.maps[name] = attention_probabilities(module, inputs[0]).detach().cpu()
+            self.maps[name] = attention_probabilities(module, *inputs[:2]).detach().cpu()
         return record
 
     def __enter__(self) -> 'AttentionRecorder':
@@ -77,6 +87,14 @@ def _vit_backbone(model: nn.Module) -> VisionTransformer:
     return backbone
 
 
+def _plain_forward(backbone: VisionTransformer, x: torch.Tensor):
+    """The encoder on the whole, unmasked image. LoMaR's blocks need its relative position
+    index, which only its own unmasked forward passes; other ViTs run the parent forward."""
+    if isinstance(backbone, LoMaRViT):
+        return backbone(x, mask=None)
+    return VisionTransformer.forward(backbone, x)
+
+
 def attention_blocks(model: nn.Module) -> List[nn.Module]:
     """The encoder's transformer blocks, in depth order."""
     return list(_vit_backbone(model).layers)
@@ -87,7 +105,9 @@ def encoder_attentions(model: nn.Module, x: torch.Tensor,
                        layers: Sequence[int] = None) -> Dict[int, torch.Tensor]:
     """Patch-token attention (B, heads, N, N) of the chosen encoder layers on unmasked images.
 
-    Runs the plain ``VisionTransformer`` forward (every patch visible) whatever the subclass.
+    Runs the plain ``VisionTransformer`` forward (every patch visible) whatever the subclass;
+    LoMaR's encoder sees the whole image as one sequence (offsets beyond its window share the
+    edge bias, as in fine-tuning).
     """
     backbone = _vit_backbone(model)
     depth = len(backbone.layers)
@@ -95,7 +115,7 @@ def encoder_attentions(model: nn.Module, x: torch.Tensor,
     check_layers(layers, depth)
     modules = {i: backbone.layers[i].attn for i in layers}
     with AttentionRecorder(modules) as recorder:
-        VisionTransformer.forward(backbone, x)
+        _plain_forward(backbone, x)
     return {i: patch_attention(recorder.maps[i], backbone.num_extra_tokens) for i in layers}
 
 

@@ -5,7 +5,7 @@ Runner checkpoints of this project load with ``torch.load(weights_only=True)`` o
 checkpoints (mmpretrain model zoo, ``tools/model_converters``) are plain tensors.
 """
 import pickle
-from typing import Dict, Sequence, Set, Tuple
+from typing import Callable, Dict, Sequence, Set, Tuple
 
 import torch
 from mmengine.config import Config
@@ -14,16 +14,17 @@ from mmengine.registry import init_default_scope
 from torch import nn
 
 import localmim_mm  # noqa: F401  (registers the modules and the checkpoint safe globals)
+from localmim_mm.utils.checkpoint_file import check_checkpoint_file
 
 __all__ = ['build_model', 'read_state_dict', 'load_checkpoint_into', 'model_input_size']
 
 
 def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
-    """The ``state_dict`` of a runner or published checkpoint (``weights_only`` loading)."""
+    """The ``state_dict`` of a runner or published checkpoint (``weights_only`` loading); a
+    truncated or damaged file raises ``CorruptCheckpointError`` before unpickling."""
+    check_checkpoint_file(path)
     try:
         ckpt = torch.load(path, map_location='cpu', weights_only=True)
-    except FileNotFoundError as err:
-        raise FileNotFoundError(f'checkpoint {path!r} does not exist') from err
     except pickle.UnpicklingError as err:
         raise RuntimeError(
             f'checkpoint {path!r} holds objects that torch.load(weights_only=True) refuses (it was '
@@ -62,6 +63,9 @@ def load_checkpoint_into(model: nn.Module, state: dict, required: Sequence[str] 
     for part in required:
         if part in present:
             continue
+        if part not in parts:
+            raise ValueError(f'this tool needs a model with a {part}; the {type(model).__name__} '
+                             f'built from the config has none (its parts: {sorted(parts)})')
         if part != 'backbone' and 'backbone' in present and not any(
                 not k.startswith('backbone.') for k in state):
             raise ValueError(f'this tool needs a full pre-training checkpoint (backbone, neck and '
@@ -88,15 +92,19 @@ def load_checkpoint_into(model: nn.Module, state: dict, required: Sequence[str] 
 
 
 def build_model(config: str, checkpoint: str, required: Sequence[str] = ('backbone',),
-                device: str = 'cpu', cfg_options: dict = None) -> Tuple[nn.Module, Set[str]]:
+                device: str = 'cpu', cfg_options: dict = None,
+                check: Callable[[nn.Module], None] = None) -> Tuple[nn.Module, Set[str]]:
     """Build ``cfg.model`` and load ``checkpoint``; returns the eval-mode model and the parts
-    loaded from the checkpoint (see :func:`load_checkpoint_into`)."""
+    loaded from the checkpoint (see :func:`load_checkpoint_into`). ``check(model)`` runs
+    before loading (a tool's refusal of a model it cannot use comes before checkpoint errors)."""
     cfg = Config.fromfile(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     from mmpretrain.registry import MODELS
     model = MODELS.build(cfg.model)
+    if check is not None:
+        check(model)
     loaded = load_checkpoint_into(model, read_state_dict(checkpoint), required,
                                   source=f'checkpoint {checkpoint!r}')
     return model.to(device).eval(), loaded

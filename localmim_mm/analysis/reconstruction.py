@@ -25,10 +25,19 @@ class LayerReconstruction(NamedTuple):
 
 
 def check_reconstruction_model(model: nn.Module) -> None:
+    """Refuse, naming what is missing, a model the viewer cannot draw (e.g. LoMaR)."""
     head, generator = getattr(model, 'head', None), getattr(model, 'target_generator', None)
-    if head is None or not hasattr(head, 'decoders') or generator is None:
-        raise TypeError(f'the reconstruction viewer needs a LocalMIM pre-training model (backbone, '
-                        f'neck, LocalMIMHead, target generator); got {type(model).__name__}')
+    missing = [part for part, present in (
+        ('neck', getattr(model, 'neck', None) is not None),
+        ('per-layer decoders (LocalMIMHead)', hasattr(head, 'decoders')),
+        ('target generator', generator is not None)) if not present]
+    if missing:
+        raise TypeError(
+            f'the reconstruction viewer draws the per-layer multi-scale targets of a LocalMIM '
+            f'pre-training model; {type(model).__name__} lacks: {", ".join(missing)}'
+            + ('. LoMaR predicts the pixels of a few masked windows with one linear head: '
+               'look at its encoder with tools/analysis_tools/layer_nmi.py or attention_maps.py'
+               if type(model).__name__ == 'LoMaR' else ''))
     if not isinstance(generator, (MultiScaleHOGGenerator, MultiScalePixelGenerator)):
         raise TypeError(f'the reconstruction viewer draws MultiScaleHOGGenerator or '
                         f'MultiScalePixelGenerator targets, not {type(generator).__name__}')

@@ -9,11 +9,14 @@ import datetime
 import hashlib
 import os
 import os.path as osp
+import pickle
 import tempfile
 from importlib import metadata
 from typing import Dict, Optional, Tuple
 
 import torch
+
+from localmim_mm.utils.checkpoint_file import check_checkpoint_file
 
 StateDict = Dict[str, torch.Tensor]
 VERSIONED_PACKAGES = ('torch', 'mmengine', 'mmcv', 'mmpretrain', 'mmdet', 'mmsegmentation',
@@ -25,23 +28,35 @@ def read_checkpoint(path: str, map_location: str = 'cpu', trusted: bool = False)
     process that imported ``localmim_mm`` load too, see ``localmim_mm.utils.checkpoint``).
 
     ``trusted=True`` uses the full unpickler (it can run code: only for files you trust, e.g.
-    a release checkpoint that pickles its ``argparse`` arguments)."""
+    a release checkpoint that pickles its ``argparse`` arguments). A truncated or damaged file
+    raises :class:`~localmim_mm.utils.checkpoint_file.CorruptCheckpointError` before any
+    unpickling, whatever ``trusted``."""
     if not osp.isfile(path):
         raise FileNotFoundError(f'checkpoint {path!r} does not exist; give the path of a .pth '
                                 'file (runner, published or authors\' release checkpoint)')
     from localmim_mm.utils import allow_runner_checkpoints
     allow_runner_checkpoints()
+    check_checkpoint_file(path)
+    ckpt = _unpickle(path, map_location, trusted)
+    if not isinstance(ckpt, dict):
+        raise ValueError(f'{path!r} holds a {type(ckpt).__name__}, not a checkpoint dict')
+    return ckpt
+
+
+def _unpickle(path: str, map_location: str, trusted: bool):
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=not trusted)
-    except Exception as err:  # the unpickler's errors are of many types
+        return torch.load(path, map_location=map_location, weights_only=not trusted)
+    except pickle.UnpicklingError as err:
+        if trusted:
+            raise ValueError(f'{path!r} does not unpickle: {err}') from err
         raise ValueError(
             f'{path!r} does not load with torch.load(weights_only=True): {err}. The file pickles '
             'Python objects (runner checkpoints written without the localmim_mm plugin, release '
             'files with their argparse arguments); if you trust it, the converters accept '
             '--trust-pickle') from err
-    if not isinstance(ckpt, dict):
-        raise ValueError(f'{path!r} holds a {type(ckpt).__name__}, not a checkpoint dict')
-    return ckpt
+    except Exception as err:  # a damaged member the whole-file check cannot see
+        raise ValueError(f'{path!r} cannot be read by torch.load ({type(err).__name__}: {err}); '
+                         'the file may be corrupt') from err
 
 
 def model_state_dict(ckpt: dict, path: str = 'checkpoint') -> Tuple[StateDict, str]:
@@ -108,8 +123,17 @@ def zoo_file_name(name: str, sha256: str, date: Optional[datetime.date] = None) 
     return f'{name}_{date.strftime("%Y%m%d")}-{sha256[:8]}.pth'
 
 
+def _readable_mode() -> int:
+    """The mode ``open()`` would give a new file: 0o666 less the umask (0o644 under umask 022);
+    ``mkstemp`` creates 0o600, which other users and the downstream jobs could not read."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def save_pure_checkpoint(state_dict: StateDict, meta: dict, out_path: str) -> str:
-    """Write ``{'state_dict', 'meta'}`` atomically and check it re-loads weights-only."""
+    """Write ``{'state_dict', 'meta'}`` atomically and check it re-loads weights-only. The file
+    gets the usual permissions of a new file (0o644 under umask 022)."""
     if not state_dict:
         raise ValueError(f'refusing to write {out_path!r}: the state dict is empty')
     _only_tensors(state_dict, 'state dict to save')
@@ -122,6 +146,7 @@ def save_pure_checkpoint(state_dict: StateDict, meta: dict, out_path: str) -> st
         reloaded = torch.load(tmp, map_location='cpu', weights_only=True)
         if sorted(reloaded['state_dict']) != sorted(state_dict):
             raise RuntimeError(f'{tmp} re-loaded with different keys')
+        os.chmod(tmp, _readable_mode())
         os.replace(tmp, out_path)
     finally:
         if osp.exists(tmp):

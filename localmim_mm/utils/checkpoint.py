@@ -12,12 +12,21 @@ Allowing ``getattr`` would allow arbitrary calls, so instead:
 Checkpoints written without the plugin (e.g. by stock mmpretrain) still need
 ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` if, and only if, you trust the file. Published / transfer
 checkpoints are pure tensors and need none of this.
+
+mmengine's loader of local files (``load_from``, ``--resume``, ``init_cfg=dict(type=
+'Pretrained')``) is replaced by one that first checks the file is whole
+(:func:`~localmim_mm.utils.checkpoint_file.check_checkpoint_file`), so a truncated file fails
+as "truncated/corrupt file" instead of with miniz's message.
 """
 import copyreg
+import os.path as osp
 
 import numpy as np
 import torch
 from mmengine.logging import HistoryBuffer
+from mmengine.runner.checkpoint import CheckpointLoader
+
+from .checkpoint_file import check_checkpoint_file
 
 
 def _reduce_history_buffer(buffer: HistoryBuffer):
@@ -32,7 +41,18 @@ def _numpy_types():
     return types
 
 
+def load_from_local_checked(filename: str, map_location=None):
+    """mmengine's ``load_from_local`` with the whole-file check before ``torch.load``."""
+    filename = osp.expanduser(filename)
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f'{filename} can not be found.')
+    check_checkpoint_file(filename)
+    return torch.load(filename, map_location=map_location)
+
+
 def allow_runner_checkpoints() -> None:
-    """Make runner checkpoints written from now on load under ``weights_only=True``."""
+    """Make runner checkpoints written from now on load under ``weights_only=True``, and check
+    local files before mmengine unpickles them."""
     copyreg.pickle(HistoryBuffer, _reduce_history_buffer)
     torch.serialization.add_safe_globals([HistoryBuffer, *_numpy_types()])
+    CheckpointLoader.register_scheme(prefixes='', loader=load_from_local_checked, force=True)

@@ -36,17 +36,45 @@ def init_cpu_distributed(cfg: Config) -> None:
 
     mmengine's PyTorch launcher always calls ``torch.cuda.set_device`` (fatal without a GPU);
     when a group already exists the Runner skips its own initialisation. DDP also rejects
-    ``device_ids`` for CPU modules, so the wrapper is told to pass none.
+    ``device_ids`` for CPU modules, so the wrapper is told to pass none (FSDP: ``device_id``
+    'cpu'), whether the Runner's ``model_wrapper_cfg`` or a ``FlexibleRunner`` strategy's
+    ``model_wrapper`` builds it.
     """
     if not dist.is_initialized():
         dist.init_process_group(backend='gloo')
     cfg.env_cfg = cfg.get('env_cfg', {})
     cfg.env_cfg.setdefault('dist_cfg', {})['backend'] = 'gloo'
-    wrapper = cfg.get('model_wrapper_cfg') or dict(type='MMDistributedDataParallel')
-    wrapper['device_ids'] = None
-    cfg.model_wrapper_cfg = wrapper
+    if cfg.get('strategy') is not None:
+        place_strategy_on_cpu(cfg.strategy)
+    else:
+        wrapper = cfg.get('model_wrapper_cfg') or dict(type='MMDistributedDataParallel')
+        wrapper['device_ids'] = None
+        cfg.model_wrapper_cfg = wrapper
     print_log(f'no CUDA GPU: initialised a gloo process group (rank {dist.get_rank()} of '
               f'{dist.get_world_size()})', logger='current')
+
+
+# mmengine's state_dict_cfg='full' without offload_to_cpu, which segfaults (torch 2.13) when
+# the parameters already live on the CPU.
+FULL_STATE_DICT_ON_CPU = dict(
+    state_dict_type='FULL_STATE_DICT',
+    state_dict_config=dict(type='FullStateDictConfig', rank0_only=True, offload_to_cpu=False),
+    optim_state_dict_config=dict(type='FullOptimStateDictConfig', rank0_only=True,
+                                 offload_to_cpu=False))
+
+
+def place_strategy_on_cpu(strategy: dict) -> None:
+    """Device arguments of a ``FlexibleRunner`` strategy's wrapper for a CPU process group."""
+    kind = str(strategy.get('type', ''))
+    if kind.endswith('DDPStrategy'):
+        strategy['model_wrapper'] = dict(strategy.get('model_wrapper') or {}, device_ids=None)
+    elif kind.endswith('FSDPStrategy'):
+        strategy['model_wrapper'] = dict(strategy.get('model_wrapper') or {}, device_id='cpu')
+        if strategy.get('state_dict_cfg') == 'full':
+            strategy['state_dict_cfg'] = FULL_STATE_DICT_ON_CPU
+    elif kind and not kind.endswith('SingleDeviceStrategy'):
+        raise SystemExit(f'strategy {kind} needs CUDA GPUs (no GPU here); on a CPU machine use '
+                         'DDPStrategy or FSDPStrategy, or the default Runner')
 
 
 def prepare_launch(cfg: Config, launcher: str, amp: bool = False, no_amp: bool = False) -> None:

@@ -10,7 +10,8 @@ patch tokens (cls dropped, row renormalised; mean over heads unless ``--head``) 
 overlaid on the image, the colour scale stretched from the map's minimum to its maximum (the
 panel title gives the maximum and the uniform value 1/N). One PNG per image and point,
 ``<image>_x<X>_y<Y>.png``, a panel per layer.
-Works on any mmpretrain ViT checkpoint (LocalMIM, MAE, MaskFeat, ...); the image is unmasked.
+Works on any mmpretrain ViT checkpoint (LocalMIM, LoMaR, MAE, MaskFeat, ...); the image is
+unmasked (LoMaR: one sequence over the whole image, with its learnt relative position bias).
 """
 import argparse
 import os.path as osp

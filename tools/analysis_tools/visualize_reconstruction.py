@@ -8,7 +8,8 @@ For every image, one PNG per supervised layer (``<image>_<tap>.png``): the input
 input (the mask drawn with ``--seed``, the same for every layer), then the layer's target and the
 decoder's prediction at that layer's scale: HOG cells drawn as orientation glyphs, or pixels
 pasted into the masked patches of the visible image. Needs a full pre-training checkpoint
-(backbone, neck and decoder heads), e.g. ``work_dirs/.../epoch_20.pth``.
+(backbone, neck and decoder heads), e.g. ``work_dirs/.../epoch_20.pth``. LoMaR checkpoints
+are refused (no per-layer decoders to draw); ``layer_nmi.py`` and ``attention_maps.py`` read them.
 """
 import argparse
 import os.path as osp
@@ -17,6 +18,7 @@ import numpy as np
 
 from localmim_mm.analysis import (ImageInput, build_model, find_images, hog_panels,
                                   model_input_size, pixel_panels, reconstruct, save_png)
+from localmim_mm.analysis.reconstruction import check_reconstruction_model
 from localmim_mm.analysis.cli import add_image_args, add_model_args, use_agg_backend
 from localmim_mm.models.target_generators import MultiScaleHOGGenerator
 
@@ -75,7 +77,8 @@ def main():
     args = parse_args()
     use_agg_backend()
     model, _ = build_model(args.config, args.checkpoint, required=('backbone', 'neck', 'head'),
-                           device=args.device, cfg_options=args.cfg_options)
+                           device=args.device, cfg_options=args.cfg_options,
+                           check=check_reconstruction_model)
     size = model_input_size(model)
     written = []
     for path in find_images(args.images, args.max_images):

@@ -7,7 +7,10 @@
 writes ``checkpoints/localmim_vit-base-p16_8xb256-coslr-1600e_in1k_<YYYYMMDD>-<sha256[:8]>.pth``
 holding ``{'state_dict', 'meta'}``: the model's tensors (optimizer, message hub and schedulers
 dropped) and a meta with the config text, the package versions, the source epoch / iteration.
-The file loads with ``torch.load(path, weights_only=True)``.
+The file loads with ``torch.load(path, weights_only=True)`` and is readable by all (0644 under
+the usual umask). The path you typed becomes a symbolic link to it, so configs can name the
+stable ``checkpoints/localmim_vit-base-p16_8xb256-coslr-1600e_in1k.pth`` (a new publish moves the
+link; a regular file there is never replaced). The last line printed is the published file.
 """
 import argparse
 import os
@@ -62,7 +65,24 @@ def build_meta(ckpt: dict, in_file: str, config: str = None) -> dict:
     return meta
 
 
+def check_link_target_free(link: str) -> None:
+    """The stable name may be a link (moved to the new file) or absent, never a regular file."""
+    if osp.lexists(link) and not osp.islink(link):
+        raise FileExistsError(f'{link} exists and is not a link made by publish_model.py; move '
+                              'it away or choose another output name (nothing was written)')
+
+
+def point_link(link: str, target: str) -> None:
+    """Make ``link`` a relative symbolic link to ``target`` (same folder), replaced atomically."""
+    tmp = f'{link}.link.tmp'
+    if osp.lexists(tmp):
+        os.remove(tmp)
+    os.symlink(osp.basename(target), tmp)
+    os.replace(tmp, link)
+
+
 def publish(in_file: str, out_file: str, config: str = None, trusted: bool = False) -> str:
+    check_link_target_free(out_file)
     ckpt = read_checkpoint(in_file, trusted=trusted)
     if 'state_dict' not in ckpt:
         raise ValueError(f'{in_file} is not an mmengine runner checkpoint (no "state_dict"; keys '
@@ -75,8 +95,11 @@ def publish(in_file: str, out_file: str, config: str = None, trusted: bool = Fal
     save_pure_checkpoint(state_dict, meta, tmp_out)
     final = osp.join(osp.dirname(stem), zoo_file_name(osp.basename(stem), sha256_of(tmp_out)))
     os.replace(tmp_out, final)
+    point_link(out_file, final)
     dropped = sorted(k for k in ckpt if k not in ('state_dict', 'meta'))
-    print(f'published {len(state_dict)} tensors to {final} (dropped: {", ".join(dropped)})')
+    print(f'published {len(state_dict)} tensors (dropped: {", ".join(dropped)}); {out_file} '
+          'links to the file below')
+    print(final)
     return final
 
 

@@ -17,6 +17,16 @@ custom_imports = dict(imports=['localmim_mm'], allow_failed_imports=False)
 checkpoint = 'work_dirs/lomar_vit-base-p16_8xb512-coslr-400e_in1k/epoch_400.pth'
 lr, epochs, warmup_epochs = 2e-3, 100, 20
 
+# Corrupt or truncated images fail naming the file (docs/guarantees.md): the stock pipelines with
+# StrictLoadImageFromFile (same arguments) in place of LoadImageFromFile.
+train_pipeline = [dict(_base_.train_pipeline[0], type='StrictLoadImageFromFile'),
+                  *_base_.train_pipeline[1:]]
+test_pipeline = [dict(_base_.test_pipeline[0], type='StrictLoadImageFromFile'),
+                 *_base_.test_pipeline[1:]]
+train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
+val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+test_dataloader = val_dataloader
+
 model = dict(
     backbone=dict(
         type='VisionTransformer', arch='base', img_size=224, patch_size=16, drop_path_rate=0.1,

@@ -37,8 +37,14 @@ model = dict(
         init_cfg=[dict(type='TruncNormal', layer='Linear', std=2e-5)]),
     train_cfg=dict(augments=[dict(type='Mixup', alpha=0.8), dict(type='CutMix', alpha=1.0)]))
 
-train_dataloader = dict(batch_size=128, num_workers=8)
-val_dataloader = dict(batch_size=128, num_workers=8)
+# Corrupt or truncated images fail naming the file (docs/guarantees.md): the stock pipelines with
+# StrictLoadImageFromFile (same arguments) in place of LoadImageFromFile.
+train_pipeline = [dict(_base_.train_pipeline[0], type='StrictLoadImageFromFile'),
+                  *_base_.train_pipeline[1:]]
+test_pipeline = [dict(_base_.test_pipeline[0], type='StrictLoadImageFromFile'),
+                 *_base_.test_pipeline[1:]]
+train_dataloader = dict(batch_size=128, num_workers=8, dataset=dict(pipeline=train_pipeline))
+val_dataloader = dict(batch_size=128, num_workers=8, dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
 optim_wrapper = dict(

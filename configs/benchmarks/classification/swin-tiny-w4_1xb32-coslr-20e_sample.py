@@ -21,7 +21,7 @@ model = dict(
 data_preprocessor = dict(num_classes=10)
 
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='StrictLoadImageFromFile'),
     dict(type='RandomResizedCrop', scale=img_size, backend='pillow', interpolation='bicubic'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='RandAugment', policies='timm_increasing', num_policies=2, total_level=10,
@@ -33,7 +33,7 @@ train_pipeline = [
     dict(type='PackInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='StrictLoadImageFromFile'),
     dict(type='ResizeEdge', scale=eval_resize, edge='short', backend='pillow',
          interpolation='bicubic'),
     dict(type='CenterCrop', crop_size=img_size),

@@ -34,8 +34,16 @@ model = dict(
         loss=dict(type='CrossEntropyLoss'),
         init_cfg=[dict(type='TruncNormal', layer='Linear', std=0.01)]))
 
-train_dataloader = dict(batch_size=2048, num_workers=8, drop_last=True)
-val_dataloader = dict(batch_size=256, num_workers=8, drop_last=False)
+# Corrupt or truncated images fail naming the file (docs/guarantees.md): the stock pipelines with
+# StrictLoadImageFromFile (same arguments) in place of LoadImageFromFile.
+train_pipeline = [dict(_base_.train_pipeline[0], type='StrictLoadImageFromFile'),
+                  *_base_.train_pipeline[1:]]
+test_pipeline = [dict(_base_.test_pipeline[0], type='StrictLoadImageFromFile'),
+                 *_base_.test_pipeline[1:]]
+train_dataloader = dict(batch_size=2048, num_workers=8, drop_last=True,
+                        dataset=dict(pipeline=train_pipeline))
+val_dataloader = dict(batch_size=256, num_workers=8, drop_last=False,
+                      dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
 optim_wrapper = dict(

@@ -24,3 +24,13 @@ model = dict(
         init_cfg=dict(type='LoudPretrained', checkpoint=checkpoint, prefix='backbone.',
                       allow_missing=['norm?.*'])),  # output norms are new downstream
     neck=dict(in_channels=[128, 256, 512, 1024]))
+
+# Corrupt or truncated images fail naming the file (docs/guarantees.md): the stock pipelines with
+# mmpretrain's StrictLoadImageFromFile (same arguments) in place of LoadImageFromFile.
+train_pipeline = [dict(_base_.train_pipeline[0], type='mmpretrain.StrictLoadImageFromFile'),
+                  *_base_.train_pipeline[1:]]
+test_pipeline = [dict(_base_.test_pipeline[0], type='mmpretrain.StrictLoadImageFromFile'),
+                 *_base_.test_pipeline[1:]]
+train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
+val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+test_dataloader = val_dataloader

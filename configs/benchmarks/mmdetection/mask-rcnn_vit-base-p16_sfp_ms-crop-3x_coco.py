@@ -6,7 +6,7 @@ _base_ = [
 
 max_epochs = 36
 train_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=None),
+    dict(type='mmpretrain.StrictLoadImageFromFile', backend_args=None),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(type='RandomFlip', prob=0.5),
     dict(

@@ -52,6 +52,14 @@ param_scheduler = [
     dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500),
     dict(type='PolyLR', eta_min=0.0, power=1.0, by_epoch=False, begin=1500, end=160000),
 ]
-train_dataloader = dict(batch_size=2)
-val_dataloader = dict(batch_size=1)
+# Corrupt or truncated images fail naming the file (docs/guarantees.md): the stock pipelines with
+# mmpretrain's StrictLoadImageFromFile (same arguments) in place of LoadImageFromFile.
+train_pipeline = [dict(_base_.train_pipeline[0], type='mmpretrain.StrictLoadImageFromFile'),
+                  *_base_.train_pipeline[1:]]
+test_pipeline = [dict(_base_.test_pipeline[0], type='mmpretrain.StrictLoadImageFromFile'),
+                 *_base_.test_pipeline[1:]]
+tta_pipeline = [dict(_base_.tta_pipeline[0], type='mmpretrain.StrictLoadImageFromFile'),
+                *_base_.tta_pipeline[1:]]
+train_dataloader = dict(batch_size=2, dataset=dict(pipeline=train_pipeline))
+val_dataloader = dict(batch_size=1, dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader

@@ -34,7 +34,7 @@ model = dict(
 scale = (171, 128)  # 480x360 frames at a short side of 128 (the crop: the ViT's
 # relative position tables fix its input size, and the slide test never crops below 128)
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='mmpretrain.StrictLoadImageFromFile'),
     dict(type='LoadAnnotations'),
     dict(type='RandomResize', scale=scale, ratio_range=(1.0, 2.0), keep_ratio=True),
     dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75, ignore_index=void),
@@ -42,7 +42,7 @@ train_pipeline = [
     dict(type='PackSegInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='mmpretrain.StrictLoadImageFromFile'),
     dict(type='Resize', scale=scale, keep_ratio=True),
     dict(type='LoadAnnotations'),
     dict(type='PackSegInputs'),

@@ -2,9 +2,11 @@ from .atomic_checkpoint_hook import AtomicCheckpointHook
 from .deterministic_pipeline_hook import DeterministicPipelineHook
 from .mid_epoch_resume_hook import MidEpochResumeHook
 from .non_finite_loss_hook import NonFiniteLossHook
+from .representation_monitor_hook import RepresentationMonitorHook
 from .rng_state_hook import RNGStateHook
+from .training_state_guard import guard_training_state
 
 __all__ = [
     'AtomicCheckpointHook', 'DeterministicPipelineHook', 'MidEpochResumeHook',
-    'NonFiniteLossHook', 'RNGStateHook'
+    'NonFiniteLossHook', 'RepresentationMonitorHook', 'RNGStateHook', 'guard_training_state'
 ]

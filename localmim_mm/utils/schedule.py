@@ -4,11 +4,11 @@
 ``train_cfg.max_epochs`` would stop a cosine schedule part-way (the tiny recipe cut from 20 to 5
 epochs ends at lr 1.4e-4 instead of its minimum 1e-6). The rule here: **every boundary of every
 parameter scheduler** (``begin``, ``end``, ``T_max``, ``milestones``) **is multiplied by
-N / max_epochs**, so each phase keeps its share of the run (a 2-of-20-epoch warm-up becomes 0.5 of
-5 epochs) and the schedule ends where the recipe's does: the last iteration trains one cosine
-step above ``eta_min``, as in the full recipe. Schedulers with ``convert_to_iter_based=True`` (all of this project's recipes) keep
-fractional epochs, which mmengine turns into whole iterations; plain epoch-based schedulers are
-rounded to whole epochs. A phase that ends up shorter than 2 iterations is refused (by mmengine
+N / max_epochs**, so each phase keeps its share of the run (a 2-of-20-epoch warm-up becomes 0.5
+of 5 epochs) and the schedule ends where the recipe's does: the last iteration trains one cosine
+step above ``eta_min``, as in the full recipe. Schedulers with ``convert_to_iter_based=True`` (all
+of this project's recipes) keep fractional epochs, which mmengine turns into whole iterations;
+plain epoch-based schedulers are rounded to whole epochs. A phase that ends up shorter than 2 iterations is refused (by mmengine
 when it is empty: "end should be larger than begin", else by :class:`RunLengthCheck`).
 
 :class:`RunLengthCheck` refuses a phase of fewer than 2 iterations (a warm-up shortened that far

@@ -117,7 +117,7 @@ class RepresentationMonitorHook(Hook):
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
         if not self.by_epoch and (self.every_n_train_iters(runner, self.interval)
                                   or self.is_last_train_iter(runner)):
-            self._check(runner, step=runner.iter + 1, epoch=runner.epoch)
+            self._check(runner, step=runner.iter + 1, epoch=runner.epoch + 1)
 
     # ------------------------------------------------------------------ the check
     def _load(self, model) -> dict:
@@ -177,12 +177,13 @@ class RepresentationMonitorHook(Hook):
     def _scores(self, feats: torch.Tensor) -> Dict[str, float]:
         bank_labels, query_labels = self._data['labels']
         bank, query = feats[:self._data['num_bank']], feats[self._data['num_bank']:]
-        scores = dict(knn_top1=100 * knn_accuracy(bank, bank_labels, query, query_labels,
-                                                  **self.knn_args))
+        knn = knn_accuracy(bank, bank_labels, query, query_labels, **self.knn_args)
+        scores = dict(knn_top1=round(100 * knn, 4))
         if self.linear_probe:
             with torch.enable_grad():  # the probe trains (on its own generator; see _check)
-                    scores['linear_top1'] = 100 * linear_probe_accuracy(
-                    bank, bank_labels, query, query_labels, epochs=self.probe_epochs)
+                    probe = linear_probe_accuracy(bank, bank_labels, query, query_labels,
+                                              epochs=self.probe_epochs)
+            scores['linear_top1'] = round(100 * probe, 4)
         return scores
 
     def _report(self, runner, step: int, epoch: int, scores: Dict[str, float], share) -> None:

@@ -1,0 +1,113 @@
+"""RepresentationMonitorHook: k-NN of the training encoder, the same with 1 or 2 processes,
+equal to an offline evaluation of the checkpoint, and invisible to training."""
+import glob
+import json
+import os.path as osp
+import random
+import sys
+
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+
+from localmim_mm.engine import guard_training_state
+from localmim_mm.evaluation import extract_features, knn_accuracy, load_image_folder
+
+from .reliability_helpers import REPO, read_losses, train_env, write_config
+from .test_reliability_distributed import free_port, run
+
+SAMPLE = osp.join(REPO, 'data', 'sample_cifar')
+BODY = """
+    train_dataloader = dict(batch_size={batch}, num_workers={workers}, persistent_workers=True,
+                            dataset=dict(indices=64))
+    train_cfg = dict(max_epochs=2)
+    default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1))
+    randomness = dict(seed=5, diff_rank_seed=True)
+    custom_hooks = [dict(type='LossRecorderHook')] + {monitor}
+    """
+MONITOR = [dict(type='RepresentationMonitorHook', data_root=SAMPLE, per_class=10, k=10,
+                by_epoch=False, interval=3)]  # checks at iterations 0, 3, 6, 8 (the last)
+
+
+def monitor_values(work_dir) -> dict:
+    """{iteration: k-NN top-1} of the latest run in ``work_dir``."""
+    scalars = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))[-1]
+    with open(scalars) as f:
+        records = [json.loads(line) for line in f]
+    return {r['step']: r['monitor/knn_top1'] for r in records if 'monitor/knn_top1' in r}
+
+
+def train_cmd(config, work_dir):
+    return [sys.executable, osp.join(REPO, 'tools', 'train.py'), config, '--work-dir',
+            str(work_dir)]
+
+
+@pytest.fixture(scope='module')
+def runs(tmp_path_factory):
+    """The same 8 iterations: 1 process batch 16 with and without the monitor, 2 processes
+    batch 8 with it."""
+    tmp = tmp_path_factory.mktemp('monitor')
+    configs = {name: write_config(tmp / f'{name}.py', BODY.format(**fmt)) for name, fmt in dict(
+        single=dict(batch=16, workers=2, monitor=MONITOR),
+        plain=dict(batch=16, workers=2, monitor=[]),
+        dist=dict(batch=8, workers=1, monitor=MONITOR)).items()}
+    run(train_cmd(configs['single'], tmp / 'single'), train_env())
+    run(train_cmd(configs['plain'], tmp / 'plain'), train_env())
+    env = dict(train_env(), PORT=str(free_port()), PYTHON=sys.executable)
+    run(['bash', osp.join(REPO, 'tools', 'dist_train.sh'), configs['dist'], '2',
+         '--work-dir', str(tmp / 'dist')], env)
+    return tmp
+
+
+def test_two_processes_log_the_knn_of_one_process_with_double_batch(runs):
+    single, dist = monitor_values(runs / 'single'), monitor_values(runs / 'dist')
+    assert sorted(single) == [0, 3, 6, 8]
+    assert dist == single
+
+
+def test_knn_equals_an_offline_evaluation_of_the_checkpoint(runs):
+    init_default_scope('mmpretrain')
+    from mmpretrain.registry import MODELS
+    cfg = Config.fromfile(runs / 'single.py')
+    model = MODELS.build(cfg.model)
+    state = torch.load(runs / 'single' / 'epoch_2.pth', map_location='cpu',
+                       weights_only=True)['state_dict']
+    model.load_state_dict(state)
+    bank, bank_labels, _ = load_image_folder(SAMPLE, 'train', 64, per_class=10)
+    query, query_labels, _ = load_image_folder(SAMPLE, 'val', 64, per_class=10)
+    mean, std = [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]  # RGB, the config's
+    feats = [extract_features(model.backbone, x, mean, std) for x in (bank, query)]
+    expected = 100 * knn_accuracy(feats[0], bank_labels, feats[1], query_labels, k=10)
+    assert monitor_values(runs / 'single')[8] == pytest.approx(expected, abs=1e-4)
+
+
+def test_monitor_leaves_training_unchanged(runs):
+    with_monitor, without = read_losses(runs / 'single'), read_losses(runs / 'plain')
+    assert with_monitor == without  # every loss term of every iteration, bit for bit
+    weights = [torch.load(runs / name / 'epoch_2.pth', map_location='cpu',
+                          weights_only=True)['state_dict'] for name in ('single', 'plain')]
+    for key, value in weights[1].items():
+        assert torch.equal(weights[0][key], value), key
+
+
+def test_guard_restores_random_states_and_modes():
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout())
+    model.train()
+    model[1].eval()  # a mixed state must come back as it was
+    model[0].mask_generator = generator = torch.Generator().manual_seed(7)
+    torch.manual_seed(1), np.random.seed(1), random.seed(1)
+    expected = (torch.rand(3), np.random.rand(3), random.random(),
+                torch.rand(3, generator=torch.Generator().manual_seed(7)))
+    torch.manual_seed(1), np.random.seed(1), random.seed(1)
+    with guard_training_state(model) as inner:
+        assert not inner.training and not inner[0].training
+        torch.rand(5), np.random.rand(5), random.random(), torch.rand(5, generator=generator)
+        inner[0].mask_generator = None
+        assert not torch.is_grad_enabled()
+    assert model[0].mask_generator is generator
+    got = (torch.rand(3), np.random.rand(3), random.random(), torch.rand(3, generator=generator))
+    for a, b in zip(got, expected):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert model.training and model[0].training and not model[1].training

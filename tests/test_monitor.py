@@ -1,5 +1,6 @@
 """RepresentationMonitorHook: k-NN of the training encoder, the same with 1 or 2 processes,
-equal to an offline evaluation of the checkpoint, and invisible to training."""
+equal to an offline evaluation of the checkpoint, and invisible to training (as are the live
+reconstructions drawn in the same runs)."""
 import glob
 import json
 import os.path as osp
@@ -27,8 +28,10 @@ BODY = """
     randomness = dict(seed=5, diff_rank_seed=True)
     custom_hooks = [dict(type='LossRecorderHook')] + {monitor}
     """
-MONITOR = [dict(type='RepresentationMonitorHook', data_root=SAMPLE, per_class=10, k=10,
-                by_epoch=False, interval=3)]  # checks at iterations 0, 3, 6, 8 (the last)
+LIVE_HOOKS = [dict(type='RepresentationMonitorHook', data_root=SAMPLE, per_class=10, k=10,
+                   by_epoch=False, interval=3),  # checks at iterations 0, 3, 6, 8 (the last)
+              dict(type='LiveReconstructionHook', images=osp.join(SAMPLE, 'val', 'cat'),
+                   max_images=1)]  # drawn after epochs 1 and 2
 
 
 def monitor_values(work_dir) -> dict:
@@ -46,13 +49,13 @@ def train_cmd(config, work_dir):
 
 @pytest.fixture(scope='module')
 def runs(tmp_path_factory):
-    """The same 8 iterations: 1 process batch 16 with and without the monitor, 2 processes
-    batch 8 with it."""
+    """The same 8 iterations: 1 process batch 16 with and without the monitor and the live
+    reconstructions, 2 processes batch 8 with them."""
     tmp = tmp_path_factory.mktemp('monitor')
     configs = {name: write_config(tmp / f'{name}.py', BODY.format(**fmt)) for name, fmt in dict(
-        single=dict(batch=16, workers=2, monitor=MONITOR),
+        single=dict(batch=16, workers=2, monitor=LIVE_HOOKS),
         plain=dict(batch=16, workers=2, monitor=[]),
-        dist=dict(batch=8, workers=1, monitor=MONITOR)).items()}
+        dist=dict(batch=8, workers=1, monitor=LIVE_HOOKS)).items()}
     run(train_cmd(configs['single'], tmp / 'single'), train_env())
     run(train_cmd(configs['plain'], tmp / 'plain'), train_env())
     env = dict(train_env(), PORT=str(free_port()), PYTHON=sys.executable)
@@ -83,7 +86,14 @@ def test_knn_equals_an_offline_evaluation_of_the_checkpoint(runs):
     assert monitor_values(runs / 'single')[8] == pytest.approx(expected, abs=1e-4)
 
 
-def test_monitor_leaves_training_unchanged(runs):
+def test_reconstructions_are_drawn_by_rank_0_as_pngs_under_the_work_dir(runs):
+    for name in ('single', 'dist'):
+        pngs = sorted(glob.glob(osp.join(runs, name, '*', 'vis_data', 'vis_image', '*.png')))
+        assert [osp.basename(p) for p in pngs] == ['reconstruction_cat_0000_1.png',
+                                                   'reconstruction_cat_0000_2.png'], name
+
+
+def test_monitor_and_reconstructions_leave_training_unchanged(runs):
     with_monitor, without = read_losses(runs / 'single'), read_losses(runs / 'plain')
     assert with_monitor == without  # every loss term of every iteration, bit for bit
     weights = [torch.load(runs / name / 'epoch_2.pth', map_location='cpu',

@@ -44,7 +44,8 @@ def build_model(case):
 def stub_runner(model, save_dir, name):
     visualizer = Visualizer.get_instance(name, vis_backends=[dict(type='LocalVisBackend')],
                                          save_dir=str(save_dir))
-    return SimpleNamespace(model=model, visualizer=visualizer, iter=0, epoch=0, max_epochs=5)
+    return SimpleNamespace(model=model, visualizer=visualizer, iter=0, epoch=0, max_epochs=5,
+                           log_dir=str(save_dir))
 
 
 def read_png(path) -> np.ndarray:

@@ -4,7 +4,7 @@ import glob
 import os
 import os.path as osp
 
-import mmcv
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -98,6 +98,9 @@ def test_every_mode_becomes_8bit_rgb(tmp_path, backend):
     # 16-bit: the top 8 bits of 256 * g + 100 are g (Pillow's own conversion gives white).
     got16 = load(write_mode('gray16', 0, tmp_path / 'g16.png'), backend)
     np.testing.assert_array_equal(got16, expected_gray)
+    colour16 = source.astype(np.uint16) * 256 + 99
+    cv2.imwrite(str(tmp_path / 'c16.png'), colour16[..., ::-1])  # Pillow cannot write 16-bit RGB
+    np.testing.assert_array_equal(load(str(tmp_path / 'c16.png'), backend), source)
     # CMYK JPEG (lossy): within JPEG error of the RGB it was made from.
     cmyk = load(write_mode('cmyk', 0, tmp_path / 'c.jpg'), backend).astype(int)
     assert np.abs(cmyk - source.astype(int)).mean() < 4

@@ -107,3 +107,7 @@ class LiveReconstructionHook(Hook):
                                             title=f'{image.name}, {unit} {step}')
                 runner.visualizer.add_image(f'reconstruction_{image.name}', figure_to_rgb(fig),
                                             step=step)
+        print_log(f'LiveReconstructionHook: drew {len(self._inputs)} reconstruction figure(s) '
+                  f'for {unit} {step} (reconstruction_<image>_{step}.png under '
+                  f'{runner.log_dir}/vis_data/vis_image with the LocalVisBackend)',
+                  logger='current')

@@ -121,3 +121,52 @@ def test_guard_restores_random_states_and_modes():
     for a, b in zip(got, expected):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert model.training and model[0].training and not model[1].training
+
+
+def test_swin_encoder_and_linear_probe_in_a_stub_runner(tmp_path):
+    """A pyramid encoder (pooled last stage) and the linear probe, whose classifier creation
+    would draw from the global RNG if it were not guarded."""
+    from types import SimpleNamespace
+    from mmengine.logging import MessageHub
+    from mmengine.visualization import Visualizer
+    from mmpretrain.registry import MODELS
+    from localmim_mm.engine import RepresentationMonitorHook
+    init_default_scope('mmpretrain')
+    cfg = Config.fromfile(osp.join(REPO, 'configs', 'localmim',
+                                   'localmim_swin-tiny_1xb32-coslr-20e_sample.py'))
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model).train()
+    runner = SimpleNamespace(
+        model=model, iter=0, epoch=0, max_epochs=3,
+        message_hub=MessageHub.get_instance('monitor_swin_test'),
+        visualizer=Visualizer.get_instance('monitor_swin_test', save_dir=str(tmp_path),
+                                           vis_backends=[dict(type='LocalVisBackend')]))
+    hook = RepresentationMonitorHook(data_root=SAMPLE, per_class=3, k=5, linear_probe=True,
+                                     probe_epochs=3)
+    rng = torch.get_rng_state()
+    hook.before_train(runner)  # the initial check
+    assert torch.equal(torch.get_rng_state(), rng) and model.training
+    scores = {k: runner.message_hub.get_scalar(f'monitor/{k}').current()
+              for k in ('knn_top1', 'linear_top1')}
+    bank, bank_labels, _ = load_image_folder(SAMPLE, 'train', 128, per_class=3)
+    query, query_labels, _ = load_image_folder(SAMPLE, 'val', 128, per_class=3)
+    mean = torch.tensor([123.675, 116.28, 103.53]).view(1, 3, 1, 1)
+    std = torch.tensor([58.395, 57.12, 57.375]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        model.eval()
+        feats = [model.backbone((x.float() - mean) / std, mask=None)[-1].mean(dim=(2, 3))
+                 for x in (bank, query)]
+    expected = 100 * knn_accuracy(feats[0], bank_labels, feats[1], query_labels, k=5)
+    assert scores['knn_top1'] == pytest.approx(expected, abs=1e-3)
+    assert 0 <= scores['linear_top1'] <= 100
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(interval=0), 'interval=0 must be an integer >= 1'),
+    (dict(k=0), 'k=0'),
+    (dict(temperature=0), 'temperature=0'),
+])
+def test_bad_monitor_settings_are_refused(kwargs, message):
+    from localmim_mm.engine import RepresentationMonitorHook
+    with pytest.raises(ValueError, match=message):
+        RepresentationMonitorHook(data_root=SAMPLE, **kwargs)

@@ -19,7 +19,8 @@ class LayerVsMean(NamedTuple):
 
 
 @torch.no_grad()
-def learned_vs_mean(model: nn.Module, images: torch.Tensor, seed: int = 0) -> Dict[str, LayerVsMean]:
+def learned_vs_mean(model: nn.Module, images: torch.Tensor,
+                    seed: int = 0) -> Dict[str, LayerVsMean]:
     """Per supervised layer, the model's masked-cell loss on ``images`` against that of the
     **mean-target predictor**, which predicts in every cell the mean target vector of the layer
     over all cells of all ``images`` (what a model that ignores its input converges to; in a

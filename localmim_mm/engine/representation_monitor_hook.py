@@ -180,8 +180,10 @@ class RepresentationMonitorHook(Hook):
         knn = knn_accuracy(bank, bank_labels, query, query_labels, **self.knn_args)
         scores = dict(knn_top1=round(100 * knn, 4))
         if self.linear_probe:
-            with torch.enable_grad():  # the probe trains (on its own generator; see _check)
-                    probe = linear_probe_accuracy(bank, bank_labels, query, query_labels,
+            # The probe trains (its own seeded generator; the global draws of building its
+            # classifier are undone by guard_training_state).
+            with torch.enable_grad():
+                probe = linear_probe_accuracy(bank, bank_labels, query, query_labels,
                                               epochs=self.probe_epochs)
             scores['linear_top1'] = round(100 * probe, 4)
         return scores

@@ -1,15 +1,16 @@
 """Changing the length of a run without leaving its learning-rate schedule unfinished.
 
 ``tools/train.py --epochs N`` calls :func:`set_epochs`. Overriding only
-``train_cfg.max_epochs`` would stop a cosine schedule part-way (the tiny recipe cut from 20 to 5
-epochs ends at lr 1.4e-4 instead of its minimum 1e-6). The rule here: **every boundary of every
+``train_cfg.max_epochs`` stops a cosine schedule part-way: the tiny 20-epoch recipe cut to 5
+epochs that way ends at lr 1.76e-4, near its peak 1.875e-4, where the recipe ends at 1e-6. The rule here: **every boundary of every
 parameter scheduler** (``begin``, ``end``, ``T_max``, ``milestones``) **is multiplied by
 N / max_epochs**, so each phase keeps its share of the run (a 2-of-20-epoch warm-up becomes 0.5
 of 5 epochs) and the schedule ends where the recipe's does: the last iteration trains one cosine
 step above ``eta_min``, as in the full recipe. Schedulers with ``convert_to_iter_based=True`` (all
 of this project's recipes) keep fractional epochs, which mmengine turns into whole iterations;
-plain epoch-based schedulers are rounded to whole epochs. A phase that ends up shorter than 2 iterations is refused (by mmengine
-when it is empty: "end should be larger than begin", else by :class:`RunLengthCheck`).
+plain epoch-based schedulers are rounded to whole epochs. A phase that ends up shorter than 2
+iterations is refused (by mmengine when it is empty: "end should be larger than begin", else by
+:class:`RunLengthCheck`).
 
 :class:`RunLengthCheck` refuses a phase of fewer than 2 iterations (a warm-up shortened that far
 would never end) and makes ``--resume`` of a finished run say so instead of exiting silently.

@@ -11,7 +11,10 @@ learned-vs-mean bars) and ``WORK_DIR/summary.json`` (the printed figures).
 import argparse
 import glob
 import json
+import os
 import os.path as osp
+import subprocess
+import sys
 from collections import defaultdict
 
 LEARNED_VS_MEAN_SEED = 0
@@ -72,6 +75,14 @@ def learned_vs_mean_of(config: str, checkpoint: str, images) -> dict:
     paths = find_images([images])
     x = torch.cat([ImageInput(p, size, model.data_preprocessor).tensor() for p in paths])
     return learned_vs_mean(model, x, LEARNED_VS_MEAN_SEED), len(paths)
+
+
+def git_revision() -> str:
+    try:
+        return subprocess.run(['git', 'rev-parse', 'HEAD'], capture_output=True, text=True,
+                              check=True, cwd=osp.dirname(osp.abspath(__file__))).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return 'unknown'
 
 
 def ordered(keys):
@@ -140,7 +151,8 @@ def main():
     curves_png = draw_curves(osp.join(args.work_dir, 'curves.png'), loss_curves(records), knn,
                              layers)
     summary = dict(
-        config=args.config, checkpoint=checkpoint, epochs=last,
+        command=' '.join(['python'] + sys.argv), git_revision=git_revision(),
+        load_average=os.getloadavg(), config=args.config, checkpoint=checkpoint, epochs=last,
         loss_first_epoch=epochs[first], loss_last_epoch=epochs[last],
         knn_top1=[dict(iteration=s, epoch=e, top1=v) for s, e, v in knn],
         learned_vs_mean=dict(images=args.images, seed=LEARNED_VS_MEAN_SEED,

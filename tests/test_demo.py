@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from .conftest import REPO
@@ -36,3 +37,32 @@ def test_demo_shows_progress_and_ends_with_curves_and_learned_vs_mean(tmp_path):
     with Image.open(work_dir / 'curves.png') as img:
         assert img.size[0] > 1000 and np.asarray(img.convert('L')).std() > 20
     assert out.count('reconstruction_airplane_0000_') == 2  # initial and epoch 4
+
+
+def test_learned_vs_mean_against_a_hand_computation():
+    import torch
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmpretrain.registry import MODELS
+
+    from localmim_mm.analysis.learned_vs_mean import learned_vs_mean
+    from .conftest import TINY_VIT_CONFIG
+    init_default_scope('mmpretrain')
+    torch.manual_seed(0)
+    model = MODELS.build(Config.fromfile(TINY_VIT_CONFIG).model).eval()
+    x = torch.randn(6, 3, 64, 64)
+    got = learned_vs_mean(model, x, seed=4)
+    # block5 (scale 1, 8-px cells): the loss cells are the masked patches, weight 1 each.
+    torch.manual_seed(4)
+    _, mask, _ = model.backbone(x, mask=True)
+    target = model.target_generator(x)[2]  # (B, 64 cells, 27)
+    mean = target.mean(dim=(0, 1))
+    per_cell = (target - mean).pow(2).mean(-1)
+    masked = mask.flatten(1).bool()
+    assert got['block5'].mean == pytest.approx(per_cell[masked].mean().item(), rel=1e-5)
+    # A head that predicts the mean target everywhere has learned nothing: ratio 1.
+    original = model.head.forward
+    model.head.forward = lambda feats, mask: [
+        t.mean(dim=(0, 1)).view(1, -1, 1, 1).expand_as(p)
+        for t, p in zip(model.target_generator(x), original(feats, mask))]
+    assert all(r.ratio == pytest.approx(1.0) for r in learned_vs_mean(model, x, 4).values())

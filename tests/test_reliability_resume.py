@@ -2,7 +2,9 @@
 
 The run crosses epoch boundaries with two persistent dataloader workers, is checkpointed by
 iteration (so it is resumed in the middle of an epoch) and trains with random masks and random
-augmentation: everything mmengine 0.10.7 alone would not restore (see docs/guarantees.md).
+augmentation: everything mmengine 0.10.7 alone would not restore (see docs/guarantees.md). The
+representation monitor runs every 2 iterations (at the killed checkpoint too): it must not
+disturb any of this.
 """
 import os
 import os.path as osp
@@ -15,6 +17,7 @@ import pytest
 import torch
 
 from .reliability_helpers import REPO, read_losses, train_env, write_config
+from .test_monitor import monitor_values
 
 ITERS_PER_EPOCH, EPOCHS, CKPT_INTERVAL = 4, 3, 3  # 64 images, batch 16; kill after iter 6
 CONFIG_BODY = f"""
@@ -25,6 +28,10 @@ CONFIG_BODY = f"""
         logger=dict(interval=1),
         checkpoint=dict(by_epoch=False, interval={CKPT_INTERVAL}, max_keep_ckpts=2))
     randomness = dict(seed=3, deterministic=True)
+    custom_hooks = [
+        dict(type='LossRecorderHook'),
+        dict(type='RepresentationMonitorHook', data_root='data/sample_cifar', per_class=5, k=10,
+             by_epoch=False, interval=2)]
     """
 TOTAL = ITERS_PER_EPOCH * EPOCHS
 
@@ -83,3 +90,8 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
         assert got[it] == expected[it], f'iteration {it} (resumed from {resumed_from})'
     for key, value in final_state(straight).items():
         assert torch.equal(final_state(killed)[key], value), key
+    # The resumed run's monitor checks are those of the uninterrupted run.
+    expected = monitor_values(straight)
+    assert sorted(expected) == [0] + list(range(2, TOTAL + 1, 2))
+    resumed = monitor_values(killed)  # the latest run in the work dir: the resumed one
+    assert {s: v for s, v in expected.items() if s > resumed_from} == resumed

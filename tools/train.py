@@ -2,7 +2,8 @@
 """Train a model from an mmpretrain / mmdet / mmseg config (mmpretrain's arguments).
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp | --no-amp]
-                                 [--auto-scale-lr] [--cfg-options k=v ...] [--launcher pytorch]
+                                 [--epochs N] [--auto-scale-lr] [--cfg-options k=v ...]
+                                 [--launcher pytorch]
 
 Differences from the stock script, all on the launching side (the recipe is never edited):
 * runs distributed on CPU-only machines with the ``gloo`` backend (``nccl`` on GPUs);
@@ -13,6 +14,8 @@ Differences from the stock script, all on the launching side (the recipe is neve
 * a mistyped registered type gets a "did you mean".
 ``runner_type`` (e.g. ``FlexibleRunner`` with an FSDP / DeepSpeed ``strategy``) as in mmpretrain's
 script; ``compile`` compiles the model's forward (docs/scale_out.md).
+* ``--epochs N`` shortens or lengthens a run with its whole lr schedule (localmim_mm/utils/
+  schedule.py), and ``--resume`` of a finished run says so.
 """
 import os
 
@@ -26,6 +29,7 @@ from mmengine.config import Config, DictAction  # noqa: E402
 from localmim_mm.utils import allow_runner_checkpoints, prepare_launch  # noqa: E402
 from localmim_mm.utils.registry_hints import registry_hints  # noqa: E402
 from localmim_mm.utils.training_run import build_runner, guard_training_run  # noqa: E402
+from localmim_mm.utils.schedule import RunLengthCheck, set_epochs  # noqa: E402
 
 
 def parse_args():
@@ -39,6 +43,11 @@ def parse_args():
     parser.add_argument('--amp', action='store_true', help='enable mixed precision (GPU only)')
     parser.add_argument('--no-amp', action='store_true',
                         help='train an AMP recipe in float32 (needed on CPU)')
+    parser.add_argument(
+        '--epochs', type=int,
+        help='train for N epochs: sets train_cfg.max_epochs and rescales every lr / momentum '
+        'scheduler by N / the recipe\'s epochs (warm-up included), so the run ends at the '
+        'recipe\'s final lr')
     parser.add_argument('--no-validate', action='store_true',
                         help='skip validation during training')
     parser.add_argument('--auto-scale-lr', action='store_true',
@@ -61,6 +70,8 @@ def parse_args():
 def merge_args(cfg: Config, args) -> Config:
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+    if args.epochs is not None:
+        set_epochs(cfg, args.epochs, args.cfg_options)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:
@@ -93,6 +104,7 @@ def main():
     prepare_launch(cfg, args.launcher, amp=args.amp, no_amp=args.no_amp)
     with registry_hints():
         runner = build_runner(cfg)
+        runner.register_hook(RunLengthCheck(args.config))
         runner.train()
 
 

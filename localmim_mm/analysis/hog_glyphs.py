@@ -11,12 +11,12 @@ proportional to the bin's value. A vertical edge (gradient along x, ``theta = pi
 vertical line, a horizontal edge (``theta = 0``) a horizontal one.
 """
 import math
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
 
-__all__ = ['cell_orientation_histograms', 'glyph_templates', 'render_hog_glyphs']
+__all__ = ['cell_orientation_histograms', 'glyph_templates', 'render_hog_glyphs', 'hog_legend']
 
 
 def cell_orientation_histograms(cells, nbins: int, grid: Tuple[int, int]) -> np.ndarray:
@@ -70,3 +70,20 @@ def render_hog_glyphs(hist: np.ndarray, cell_px: int, vmax: Optional[float] = No
     scaled = hist / vmax if vmax > 0 else np.zeros_like(hist)
     canvas = np.einsum('hwb,bij->hiwj', scaled, glyph_templates(nbins, cell_px))
     return np.clip(canvas.reshape(h * cell_px, w * cell_px), 0, 1)
+
+
+def hog_legend(masked_tint, visible_dim: float) -> List[Tuple[tuple, str]]:
+    """``(RGB colour, meaning)`` of what the HOG glyph panels show, for a figure legend.
+
+    Args:
+        masked_tint: background of the cells that count in the loss.
+        visible_dim (float): brightness factor of predictions on visible cells.
+    """
+    return [
+        (tuple(float(c) for c in masked_tint), 'cell in the loss (masked; for coarse cells, '
+         'partly masked)'),
+        ((0., 0., 0.), 'visible cell (not in the loss)'),
+        ((1., 1., 1.), 'glyph: one line per orientation bin, along the edge; brightness = bin '
+         "value / the target's largest bin"),
+        ((visible_dim,) * 3, 'dimmed glyph: prediction on a visible cell (not trained)'),
+    ]

@@ -7,7 +7,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-__all__ = ['ImageInput', 'find_images', 'load_image', 'overlay_heatmap', 'save_png']
+__all__ = ['ImageInput', 'add_legend', 'figure_to_rgb', 'find_images', 'load_image',
+           'overlay_heatmap', 'save_png']
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
 
@@ -102,6 +103,25 @@ def overlay_heatmap(rgb: np.ndarray, heat: np.ndarray, alpha: float = 0.55,
     heat = (heat - heat.min()) / span if span > 0 else np.zeros_like(heat)
     colour = colormaps[cmap](heat)[..., :3] * 255
     return (alpha * colour + (1 - alpha) * rgb).round().astype(np.uint8)
+
+
+def add_legend(fig, entries, ncol: int = 2) -> None:
+    """A legend of colour swatches under the panels of ``fig``: ``entries`` are
+    ``(RGB colour, meaning)`` pairs (e.g. ``hog_glyphs.hog_legend``)."""
+    from matplotlib.patches import Patch
+    handles = [Patch(facecolor=colour, edgecolor='0.5', label=label) for colour, label in entries]
+    fig.legend(handles=handles, loc='upper center', bbox_to_anchor=(0.5, 0.0), ncol=ncol,
+               fontsize=8, frameon=False)
+
+
+def figure_to_rgb(fig) -> np.ndarray:
+    """Render a matplotlib figure (with its legend) to an (H, W, 3) uint8 RGB image."""
+    import io
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format='png', dpi=100, bbox_inches='tight')
+    buffer.seek(0)
+    with Image.open(buffer) as img:
+        return np.asarray(img.convert('RGB'))
 
 
 def save_png(fig, path: str) -> str:

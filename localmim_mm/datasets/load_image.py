@@ -1,20 +1,27 @@
-"""Image loading that never trains on a corrupt or truncated file without saying so."""
+"""Image loading that never trains on a corrupt or truncated file without saying so, and turns
+every image mode into 8-bit, 3-channel colour."""
+import io
 import logging
 from typing import Optional
 
 import mmcv
+import numpy as np
 import torch
 from mmcv.transforms import LoadImageFromFile
 from mmengine import fileio
 from mmengine.logging import print_log
 from mmpretrain.registry import TRANSFORMS
+from PIL import Image, ImageOps
 
-__all__ = ['CorruptImageError', 'StrictLoadImageFromFile', 'missing_end_marker']
+__all__ = ['CorruptImageError', 'StrictLoadImageFromFile', 'missing_end_marker',
+           'decode_high_depth_gray']
 
 # Bytes that end a complete file; both can only occur as markers (JPEG stuffs 0xFF in its data).
 _JPEG_START, _JPEG_END = b'\xff\xd8', b'\xff\xd9'
 _PNG_START, _PNG_END = b'\x89PNG', b'IEND'
 _TAIL = 1024  # the end marker must lie in the last bytes (some writers append padding)
+# Pillow's modes for 16-bit (and 32-bit integer) grayscale; its convert('RGB') clips them to white.
+_HIGH_DEPTH_GRAY = ('I;16', 'I;16L', 'I;16B', 'I;16N', 'I')
 
 
 class CorruptImageError(ValueError):
@@ -35,10 +42,28 @@ def missing_end_marker(data: bytes) -> Optional[str]:
     return None
 
 
+def decode_high_depth_gray(data: bytes) -> Optional[np.ndarray]:
+    """A 16-bit grayscale image as (H, W, 3) uint8 (the top 8 bits of each value, as OpenCV
+    does), or ``None`` for any other mode. For the Pillow back end, whose conversion to RGB
+    clips every value above 255 (a 16-bit PNG turns white)."""
+    with Image.open(io.BytesIO(data)) as img:
+        if img.mode not in _HIGH_DEPTH_GRAY:
+            return None
+        img = ImageOps.exif_transpose(img)
+        gray = (np.asarray(img).astype(np.int64) >> 8).clip(0, 255).astype(np.uint8)
+    return np.repeat(gray[..., None], 3, axis=2)
+
+
 @TRANSFORMS.register_module()
 class StrictLoadImageFromFile(LoadImageFromFile):
     """``LoadImageFromFile`` that raises :class:`CorruptImageError` naming the file when it is
     missing, unreadable, empty, undecodable or truncated.
+
+    With ``color_type='color'`` (the default) every mode becomes 8-bit, 3-channel colour, with
+    either decoder: grayscale (and 1-bit) is repeated over the channels, palette images are
+    expanded, CMYK JPEGs converted by the decoder, 16-bit images keep their top 8 bits, and an
+    alpha channel is dropped (the colour stored under transparent pixels is kept, as OpenCV and
+    Pillow do). ``docs/own_images.md`` lists the formats.
 
     mmcv's loader fails on such files with a bare ``assert`` (gone under ``python -O``) or, with
     Pillow, the decoder's message without the path; some OpenCV builds accept truncated JPEGs.
@@ -73,7 +98,12 @@ class StrictLoadImageFromFile(LoadImageFromFile):
         if reason:
             raise CorruptImageError(f'corrupt image {filename}: {reason}')
         try:
-            img = mmcv.imfrombytes(data, flag=self.color_type, backend=self.imdecode_backend)
+            img = None
+            if self.imdecode_backend == 'pillow' and self.color_type == 'color':
+                img = decode_high_depth_gray(data)
+            if img is None:
+                img = mmcv.imfrombytes(data, flag=self.color_type,
+                                       backend=self.imdecode_backend)
         except Exception as e:
             raise CorruptImageError(f'corrupt image {filename}: cannot decode ({e})') from e
         if img is None:

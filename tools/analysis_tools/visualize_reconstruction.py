@@ -6,24 +6,24 @@
 
 For every image, one PNG per supervised layer (``<image>_<tap>.png``): the input, the masked
 input (the mask drawn with ``--seed``, the same for every layer), then the layer's target and the
-decoder's prediction at that layer's scale: HOG cells drawn as orientation glyphs, or pixels
-pasted into the masked patches of the visible image. Needs a full pre-training checkpoint
-(backbone, neck and decoder heads), e.g. ``work_dirs/.../epoch_20.pth``. LoMaR checkpoints
-are refused (no per-layer decoders to draw); ``layer_nmi.py`` and ``attention_maps.py`` read them.
+decoder's prediction at that layer's scale: HOG cells drawn as orientation glyphs (a legend says
+what the backgrounds and the glyph brightness mean), or pixels pasted into the masked patches of
+the visible image. Needs a full pre-training checkpoint (backbone, neck and decoder heads),
+e.g. ``work_dirs/.../epoch_20.pth``. LoMaR checkpoints are refused (no per-layer decoders to
+draw); ``layer_nmi.py`` and ``attention_maps.py`` read them.
 """
 import argparse
 import os.path as osp
 
-import numpy as np
-
-from localmim_mm.analysis import (ImageInput, build_model, find_images, hog_panels,
-                                  model_input_size, pixel_panels, reconstruct, save_png)
+from localmim_mm.analysis import (ImageInput, build_model, find_images, model_input_size,
+                                  reconstruct, save_png)
 from localmim_mm.analysis.reconstruction import check_reconstruction_model
 from localmim_mm.analysis.cli import add_image_args, add_model_args, use_agg_backend
+from localmim_mm.analysis.hog_glyphs import hog_legend
+from localmim_mm.analysis.images import add_legend
+from localmim_mm.analysis.reconstruction import MASKED_TINT, VISIBLE_DIM
+from localmim_mm.analysis.reconstruction_figure import layer_panels
 from localmim_mm.models.target_generators import MultiScaleHOGGenerator
-
-MIN_PANEL_PX = 256
-
 
 def parse_args():
     parser = argparse.ArgumentParser(
@@ -34,42 +34,17 @@ def parse_args():
     return parser.parse_args()
 
 
-def upscale(rgb: np.ndarray, size: int) -> np.ndarray:
-    factor = max(1, size // rgb.shape[0])
-    return rgb.repeat(factor, 0).repeat(factor, 1)
-
-
-def masked_input(rgb: np.ndarray, patch_mask) -> np.ndarray:
-    patch = rgb.shape[0] // patch_mask.shape[0]
-    pixels = patch_mask.numpy().repeat(patch, 0).repeat(patch, 1).astype(bool)
-    out = rgb.copy()
-    out[pixels] = 127
-    return out
-
-
 def layer_figure(image: ImageInput, x, layer, patch_mask, generator):
     import matplotlib.pyplot as plt
-    grid_w = layer.cell_mask.shape[1]
-    cell_px = max(8, -(-MIN_PANEL_PX // grid_w))
-    size = cell_px * grid_w
-    if isinstance(generator, MultiScaleHOGGenerator):
-        target, pred = hog_panels(layer, generator.nbins, cell_px)
-        kind = 'HOG'
-    else:
-        target, pred = (upscale(p, size) for p in
-                        pixel_panels(layer, x[0], patch_mask, generator, image.denormalise))
-        kind = 'pixels (de-normalised)'
-    panels = [(upscale(image.rgb, size), 'input'),
-              (upscale(masked_input(image.rgb, patch_mask), size),
-               f'masked input ({patch_mask.mean().item():.0%})'),
-              (target, f'target {kind}'), (pred, f'prediction {kind}')]
     fig, axes = plt.subplots(1, 4, figsize=(13, 3.6))
-    for ax, (panel, title) in zip(axes, panels):
+    for ax, (panel, title) in zip(axes, layer_panels(image, x, layer, patch_mask, generator)):
         ax.imshow(panel, interpolation='nearest')
         ax.set_title(title, fontsize=9)
         ax.axis('off')
     fig.suptitle(f'{image.name}: {layer.name}, {layer.cell}-px cells '
-                 f'({layer.cell_mask.shape[0]}x{grid_w})', fontsize=10)
+                 f'({layer.cell_mask.shape[0]}x{layer.cell_mask.shape[1]})', fontsize=10)
+    if isinstance(generator, MultiScaleHOGGenerator):
+        add_legend(fig, hog_legend(MASKED_TINT, VISIBLE_DIM))
     return fig
 
 

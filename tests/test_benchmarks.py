@@ -355,6 +355,9 @@ def test_gpu_acceptance_quick(tmp_path, monkeypatch):
         'duplicate of configs/localmim/localmim_vit-tiny')
     for path in tiny:
         row = rows[path]
+        if row['status'].startswith('duplicate of '):  # e.g. the own-images tiny recipe
+            assert row['status'].split()[2] in tiny
+            continue
         assert row['status'] == 'ok', row
         img_size = Config.fromfile(osp.join(REPO, path)).model.backbone.img_size
         assert row['batch'] == row['batch_recipe'] == 32 and row['input_size'] == [img_size] * 2

@@ -68,8 +68,10 @@ def test_draws_fixed_mask_figures_and_touches_nothing(case, tmp_path):
     torch.rand(7)  # training draws random numbers between two drawings
     hook.after_train_epoch(runner)  # epoch 1
     with torch.no_grad():  # the model changes: so must the prediction panels
-        for decoder in model.head.decoders:
-            decoder.predict.bias.add_(0.5)
+        for decoder in model.head.decoders:  # the release's last 1x1 conv (ViT) / Linear (Swin)
+            last = decoder.pred[-1] if isinstance(decoder.pred, torch.nn.Sequential) \
+                else decoder.pred
+            last.bias.add_(0.5)
     runner.epoch = 1
     hook.after_train_epoch(runner)  # epoch 2
 

@@ -12,6 +12,8 @@ CONFIG=configs/localmim/localmim_vit-tiny-p8_1xb32-coslr-150e_demo.py
 WORK_DIR="${WORK_DIR:-work_dirs/demo_localmim_vit-tiny}"
 EPOCHS="${EPOCHS:-150}"
 LOG="$WORK_DIR.log"
+STARTED=$(date +%s)
+LOAD_BEFORE=$("$PYTHON" -c 'import os; print(*(round(x, 2) for x in os.getloadavg()))')
 
 mkdir -p "$(dirname "$WORK_DIR")"
 echo "[demo] pre-training LocalMIM (ViT 8 blocks x 128, 64 px, HOG targets at 4 scales) for"
@@ -35,4 +37,5 @@ if [ "$status" -ne 0 ]; then
     echo "[demo] training failed (exit $status); full log: $LOG"
     exit 1
 fi
-"$PYTHON" tools/demo_summary.py "$WORK_DIR" --config "$CONFIG"
+"$PYTHON" tools/demo_summary.py "$WORK_DIR" --config "$CONFIG" --started "$STARTED" \
+    --load-before $LOAD_BEFORE

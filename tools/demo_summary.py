@@ -15,6 +15,7 @@ import os
 import os.path as osp
 import subprocess
 import sys
+import time
 from collections import defaultdict
 
 LEARNED_VS_MEAN_SEED = 0
@@ -26,6 +27,11 @@ def parse_args():
     parser.add_argument('--config', required=True, help='the config of the run')
     parser.add_argument('--images', default='data/sample_cifar/val',
                         help='images for the learned-vs-mean figure (files or folders)')
+    parser.add_argument('--started', type=float,
+                        help='when the run started (seconds since the epoch; tools/demo.sh): '
+                        'the summary then records the wall-clock of run and summary')
+    parser.add_argument('--load-before', type=float, nargs=3,
+                        help='the 1/5/15-min load average when the run started (tools/demo.sh)')
     return parser.parse_args()
 
 
@@ -152,7 +158,9 @@ def main():
                              layers)
     summary = dict(
         command=' '.join(['python'] + sys.argv), git_revision=git_revision(),
-        load_average=os.getloadavg(), config=args.config, checkpoint=checkpoint, epochs=last,
+        cores=os.cpu_count(), load_before=args.load_before, load_after=os.getloadavg(),
+        wall_clock_s=None if args.started is None else round(time.time() - args.started, 1),
+        config=args.config, checkpoint=checkpoint, epochs=last,
         loss_first_epoch=epochs[first], loss_last_epoch=epochs[last],
         knn_top1=[dict(iteration=s, epoch=e, top1=v) for s, e, v in knn],
         learned_vs_mean=dict(images=args.images, seed=LEARNED_VS_MEAN_SEED,

@@ -178,14 +178,15 @@ def pretrain(name, config, camvid, out_dir, seconds, quick, seed):
 
 def finetune(name, checkpoint, camvid, out_dir, iters, quick, seed):
     work_dir = osp.join(out_dir, f'finetune_{name}')
+    warmup = max(2, iters // 10)  # a 1-iteration LinearLR never leaves its start factor
     init = (['model.backbone.init_cfg=None'] if checkpoint is None else
             [f'model.backbone.init_cfg.checkpoint={checkpoint}'])
     options = init + [
         f'train_dataloader.dataset.data_root={camvid}',
         f'val_dataloader.dataset.data_root={camvid}',
         f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}',
-        f'param_scheduler.0.end={max(1, iters // 10)}',
-        f'param_scheduler.1.begin={max(1, iters // 10)}', f'param_scheduler.1.end={iters}',
+        f'param_scheduler.0.end={warmup}',
+        f'param_scheduler.1.begin={warmup}', f'param_scheduler.1.end={iters}',
         f'default_hooks.checkpoint.interval={iters}', f'randomness.seed={seed}']
     if quick:
         options.append('val_dataloader.dataset.indices=4')
@@ -241,7 +242,7 @@ def main(argv=None):
     os.makedirs(out_dir, exist_ok=True)
     camvid = unpack_camvid(args.camvid, out_dir)
     seconds = 5. if args.quick else args.pretrain_seconds
-    iters = 2 if args.quick else args.finetune_iters
+    iters = 4 if args.quick else args.finetune_iters
 
     mae_cfg = osp.join(out_dir, 'mae_vit-tiny-p8_camvid.py')
     with open(mae_cfg, 'w') as f:

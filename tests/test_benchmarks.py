@@ -372,9 +372,9 @@ def test_gpu_acceptance_quick(tmp_path, monkeypatch):
     assert result['ok']
     assert throughput_argv[:2] == ['--batch', '64']
     saved = json.loads((tmp_path / 'out' / 'gpu_acceptance.json').read_text())
-    assert saved['environment']['git_revision'] and len(saved['environment']['load_average']) == 3
+    assert saved['provenance']['git']['commit'] and len(saved['provenance']['load_before']) == 3
     markdown = (tmp_path / 'out' / 'gpu_acceptance.md').read_text()
-    assert 'command: `python tools/benchmarks/gpu_acceptance.py --quick' in markdown
+    assert 'Command: `python tools/benchmarks/gpu_acceptance.py --quick' in markdown
     assert '| MAE ViT-B | 1.0 |' in markdown
     assert all(osp.basename(p) in markdown for p in tiny)
 

@@ -46,10 +46,8 @@ import importlib.util
 import json
 import os
 import os.path as osp
-import platform
 import random
 import statistics
-import subprocess
 import sys
 import time
 from functools import partial
@@ -61,6 +59,8 @@ import torch
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from _provenance import Provenance  # noqa: E402
 
 import localmim_mm  # noqa: E402,F401  (registers the LocalMIM modules)
 from mmengine.config import Config  # noqa: E402
@@ -305,38 +305,10 @@ def run_throughput(out_dir: str, quick: bool) -> dict:
 
 
 # --------------------------------------------------------------------------- output
-def environment(argv: List[str], device: torch.device) -> dict:
-    def git(*cmd):
-        try:
-            return subprocess.run(['git', '-C', REPO, *cmd], capture_output=True, text=True,
-                                  timeout=30).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ''
-    revision = git('rev-parse', 'HEAD') or 'unknown'
-    if git('status', '--porcelain', '--untracked-files=no'):
-        revision += ' (uncommitted changes)'
-    cuda = device.type == 'cuda'
-    return dict(
-        command=' '.join(['python', 'tools/benchmarks/gpu_acceptance.py', *argv]),
-        git_revision=revision,
-        device=(torch.cuda.get_device_name(device) if cuda else
-                f'CPU ({platform.processor() or platform.machine()})'),
-        torch=torch.__version__, cuda=torch.version.cuda,
-        cudnn=torch.backends.cudnn.version() if cuda else None,
-        load_average=list(os.getloadavg()), python=platform.python_version(),
-        created=time.strftime('%Y-%m-%d %H:%M:%S'))
-
-
-def to_markdown(result: dict) -> str:
-    env = result['environment']
+def to_markdown(result: dict, prov: Provenance) -> str:
     lines = [
-        '# GPU acceptance: AMP iterations of every pre-training recipe', '',
-        f"- command: `{env['command']}`",
-        f"- git revision: {env['git_revision']}",
-        f"- device: {env['device']}; torch {env['torch']}, CUDA {env['cuda']}, "
-        f"cuDNN {env['cudnn']}",
-        f"- load average: {' '.join(f'{x:.2f}' for x in env['load_average'])}; "
-        f"created {env['created']}",
+        '# GPU acceptance: AMP iterations of every pre-training recipe', '', prov.markdown(),
+        f"- CUDA {result['cuda']['cuda']}, cuDNN {result['cuda']['cudnn']}",
         f"- {result['iterations']} iterations per recipe, the first {result['warmup']} untimed; "
         'one synthetic batch through the recipe\'s pipeline; the recipe\'s optimiser at its lr '
         'scaled to the batch used (auto_scale_lr rule), held constant', '',
@@ -421,24 +393,29 @@ def main(argv: Optional[List[str]] = None) -> dict:
     torch.manual_seed(0)
     np.random.seed(0)  # the pipeline's random crops and flips
     random.seed(0)
-    result = dict(environment=environment(argv, device), iterations=args.iters,
-                  warmup=args.warmup, quick=args.quick, out_dir=args.out_dir)
+    prov = Provenance.start('gpu_acceptance.py', argv, threads=torch.get_num_threads(),
+                            device=str(device), quick=args.quick)
+    result = dict(iterations=args.iters, warmup=args.warmup, quick=args.quick,
+                  out_dir=args.out_dir,
+                  cuda=dict(cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version()
+                            if amp else None))
     result['recipes'] = run_all(args, device, amp, deadline=start + 60 * args.budget_min)
     if not args.no_throughput:
         result['throughput'] = run_throughput(args.out_dir, args.quick)
     result['elapsed_s'] = time.time() - start
     result['ok'] = all(r['status'].startswith(('ok', 'duplicate', 'skipped: not'))
                        and r.get('finite', True) for r in result['recipes'])
-    write_outputs(result)
+    result['provenance'] = prov.finish()
+    write_outputs(result, prov)
     return result
 
 
-def write_outputs(result: dict) -> None:
+def write_outputs(result: dict, prov: Provenance) -> None:
     out_dir = result['out_dir']
     os.makedirs(out_dir, exist_ok=True)
     with open(osp.join(out_dir, 'gpu_acceptance.json'), 'w') as f:
         json.dump(result, f, indent=2, default=str)
-    markdown = to_markdown(result)
+    markdown = to_markdown(result, prov)
     with open(osp.join(out_dir, 'gpu_acceptance.md'), 'w') as f:
         f.write(markdown)
     print(markdown)

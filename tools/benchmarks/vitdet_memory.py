@@ -21,22 +21,22 @@ the step is float32; peak memory is the growth of the process's peak resident se
 the first step, measured from the resident set just before it (so it includes transient buffers
 and allocator overhead). Step time: median of the timed steps after the warm-up ones.
 
-Writes ``vitdet_memory.json`` and ``vitdet_memory.md`` to ``--out-dir`` with a header (command, git
-revision, machine, load average before / after); a load average above the cores in use makes the
-figures unreliable and is flagged loudly. ``--quick``: 256 px, 1 warm-up + 1 timed step (smoke).
+Writes ``vitdet_memory.json`` and ``vitdet_memory.md`` to ``--out-dir`` with the provenance header
+of every benchmark (``_provenance.py``: command, git revision, machine, load average before /
+after; a load above what the measurement tolerates is flagged loudly). ``--quick``: 256 px, 1 warm-up + 1 timed step (smoke).
 """
 import argparse
 import json
 import os
 import os.path as osp
-import platform
-import shlex
 import statistics
 import subprocess
 import sys
 import time
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from _provenance import Provenance  # noqa: E402
 DET = osp.join(REPO, 'configs', 'benchmarks', 'mmdetection')
 BACKBONES = {
     'global': 'mask-rcnn_vit-base-p16_sfp_1x_coco.py',
@@ -122,43 +122,6 @@ def run_worker(args) -> dict:
 
 
 # --------------------------------------------------------------------------- driver
-def machine(args) -> dict:
-    info = dict(platform=platform.platform(), python=platform.python_version(),
-                cpu=_cpu_model(), cores=os.cpu_count())
-    import torch
-    info['torch'] = torch.__version__
-    info['threads'] = args.threads or torch.get_num_threads()
-    if args.device == 'cuda':
-        info['gpu'] = torch.cuda.get_device_name()
-    return info
-
-
-def _cpu_model() -> str:
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def git_revision() -> str:
-    def git(*cmd):
-        return subprocess.run(['git', *cmd], cwd=REPO, capture_output=True, text=True).stdout
-    revision = git('rev-parse', 'HEAD').strip() or 'unknown'
-    return revision + (' (uncommitted changes)' if git('status', '--porcelain').strip() else '')
-
-
-def load_warning(load: float, cores: int) -> str:
-    if load <= cores:
-        return ''
-    return (f'WARNING: load average {load:.2f} exceeds the {cores} core(s) this benchmark uses: '
-            'other processes shared the machine, the times (and CPU memory) are not reliable. '
-            'Rerun on a quiet machine.')
-
-
 def run_backbone(name: str, args) -> dict:
     cmd = [sys.executable, osp.abspath(__file__), '--worker', name, '--device', args.device,
            '--size', str(args.size), '--batch', str(args.batch), '--steps', str(args.steps),
@@ -179,18 +142,9 @@ def run_backbone(name: str, args) -> dict:
     return result
 
 
-def to_markdown(result: dict) -> str:
-    h = result['header']
-    lines = ['# ViT-B detection backbone: ViTDet vs global attention', '']
-    if h['warning']:
-        lines += [f"**{h['warning']}**", '']
-    lines += [f"- command: `{h['command']}`",
-              f"- git revision: {h['git_revision']}",
-              f"- machine: {h['machine']}",
-              f"- load average (1 min) before / after: {h['load_before']:.2f} / "
-              f"{h['load_after']:.2f} (cores used: {h['cores_used']})",
-              f"- created: {h['created']}", '',
-              f"One step: forward + backward of the backbone on {result['batch']} x 3 x "
+def to_markdown(result: dict, prov: Provenance) -> str:
+    lines = ['# ViT-B detection backbone: ViTDet vs global attention', '', prov.markdown(),
+             f"One step: forward + backward of the backbone on {result['batch']} x 3 x "
               f"{result['size']} x {result['size']}, {result['precision']}; "
               f"{result['steps']} timed steps after {result['warmup']} warm-up, each backbone in "
               f"a fresh process. Peak memory: {result['memory_method']}.", '',
@@ -207,7 +161,7 @@ def to_markdown(result: dict) -> str:
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--out-dir', default='work_dirs/benchmarks/vitdet_memory')
+    parser.add_argument('--out-dir', default=osp.join(REPO, 'docs', 'results'))
     parser.add_argument('--device', choices=['cpu', 'cuda'], default='cpu')
     parser.add_argument('--size', type=int, default=None, help='input side (default 1024)')
     parser.add_argument('--batch', type=int, default=1)
@@ -241,24 +195,14 @@ def main(argv=None) -> dict:
     if args.worker:
         print(json.dumps(run_worker(args)))  # the last stdout line, read by run_backbone
         return {}
-    info = machine(args)
-    cores_used = 1 if args.device == 'cuda' else min(info['threads'], info['cores'])
-    load_before = os.getloadavg()[0]
-    warning = load_warning(load_before, cores_used)
-    if warning:
-        print(f'\n!!! {warning}\n', file=sys.stderr, flush=True)
+    import torch
+    threads = 1 if args.device == 'cuda' else (args.threads or torch.get_num_threads())
+    prov = Provenance.start('vitdet_memory.py', argv, threads=threads, device=args.device,
+                            quick=args.quick)
     rows = [run_backbone(name, args) for name in ('global', 'vitdet')]
-    load_after = os.getloadavg()[0]
-    warning = load_warning(max(load_before, load_after), cores_used)
-    if warning:
-        print(f'\n!!! {warning}\n', file=sys.stderr, flush=True)
     by_name = {row['backbone']: row for row in rows}
     result = dict(
-        header=dict(command=' '.join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
-                    git_revision=git_revision(), machine=info, load_before=load_before,
-                    load_after=load_after, cores_used=cores_used, warning=warning,
-                    created=time.strftime('%Y-%m-%d %H:%M:%S')),
-        device=args.device, size=args.size, batch=args.batch, steps=args.steps,
+        provenance=prov.finish(), device=args.device, size=args.size, batch=args.batch, steps=args.steps,
         warmup=args.warmup, quick=args.quick, with_cp=args.with_cp,
         precision='float16 autocast (AMP)' if args.device == 'cuda' else 'float32',
         memory_method=('torch.cuda.max_memory_allocated during a step minus the memory '
@@ -272,7 +216,7 @@ def main(argv=None) -> dict:
     os.makedirs(args.out_dir, exist_ok=True)
     with open(osp.join(args.out_dir, 'vitdet_memory.json'), 'w') as f:
         json.dump(result, f, indent=2)
-    markdown = to_markdown(result)
+    markdown = to_markdown(result, prov)
     with open(osp.join(args.out_dir, 'vitdet_memory.md'), 'w') as f:
         f.write(markdown)
     print(markdown)

@@ -125,7 +125,7 @@ def test_hog_bins_equal_exact_arithmetic_on_real_images(nbins):
     uint8_imgs = load_sample_images(8, size=96, normalized=False)
     gx, gy = sobel_gradients(normalize(torch.from_numpy(uint8_imgs).float()))
     gen = MODELS.build(dict(type='MultiScaleHOGGenerator', nbins=nbins, cell_sizes=[1]))
-    hist = gen.pixel_histogram(gx, gy).view(*gx.shape[:2], nbins, *gx.shape[2:])
+    hist = gen.cell_histograms(gx, gy, 1).view(*gx.shape[:2], nbins, *gx.shape[2:])
 
     exact_gx, exact_gy = exact_sobel(uint8_imgs)
     position = np.arctan2(exact_gx, exact_gy) / np.pi * nbins

@@ -57,8 +57,8 @@ class MultiScaleHOGGenerator(BaseModule):
     hard binning, ``k x k`` average pooling and an L2 normalisation of each cell's histogram per
     colour channel. Computed in float32 whatever the autocast state.
 
-    Without ``hog_bias`` the per-pixel histogram is the same for every scale: it is built once and
-    pooled once per cell size. With it, each scale has its own frozen gradient bias (the release
+    Without ``hog_bias`` the pixels' binned magnitudes are the same for every scale: they are
+    summed once into cells of the greatest common cell size, then pooled per cell size. With it, each scale has its own frozen gradient bias (the release
     gives each scale its own ``Conv2d(1, 2, 3)`` with a bias shared by the three colours), hence
     its own histogram.
 
@@ -94,17 +94,34 @@ class MultiScaleHOGGenerator(BaseModule):
     def out_channels(self) -> int:
         return 3 * self.nbins
 
-    def pixel_histogram(self, gx: torch.Tensor, gy: torch.Tensor,
+    def cell_histograms(self, gx: torch.Tensor, gy: torch.Tensor, cell: int,
                         bias: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Each pixel's gradient magnitude placed in its orientation bin: (B, 3 * nbins, H, W)."""
+        """Mean over each ``cell x cell`` cell of the pixels' gradient magnitudes, each in its
+        orientation bin: (B, 3 * nbins, H / cell, W / cell).
+
+        One flat ``index_add_`` of the B*3*H*W magnitudes into the B*3*cells*nbins slots (no dense
+        per-pixel histogram of nbins planes, deterministic on CUDA too).
+        """
         if bias is not None:
             gx, gy = gx + bias[0], gy + bias[1]
         b, c, h, w = gx.shape
+        rows, cols = h // cell, w // cell
         magnitude = torch.sqrt(gx * gx + gy * gy)
         bins = torch.floor(torch.atan2(gx, gy) / math.pi * self.nbins).long() % self.nbins
-        hist = gx.new_zeros(b, c, self.nbins, h, w)
-        hist.scatter_(2, bins.unsqueeze(2), magnitude.unsqueeze(2))
-        return hist.view(b, c * self.nbins, h, w)
+        slot = self._cell_slots(b * c, h, w, cell, gx.device) + bins.flatten()
+        hist = gx.new_zeros(b * c * rows * cols * self.nbins)
+        hist.index_add_(0, slot, magnitude.flatten())
+        hist = hist.view(b, c, rows, cols, self.nbins).permute(0, 1, 4, 2, 3)
+        return hist.reshape(b, c * self.nbins, rows, cols) / (cell * cell)
+
+    def _cell_slots(self, planes: int, h: int, w: int, cell: int,
+                    device: torch.device) -> torch.Tensor:
+        """Flat index of bin 0 of each pixel's cell, for ``planes`` stacked (H, W) planes."""
+        rows, cols = h // cell, w // cell
+        cell_of = ((torch.arange(h, device=device) // cell)[:, None] * cols
+                   + torch.arange(w, device=device) // cell)
+        plane = torch.arange(planes, device=device)[:, None, None] * (rows * cols)
+        return ((plane + cell_of) * self.nbins).flatten()
 
     @torch.no_grad()
     def forward(self, img: torch.Tensor) -> List[torch.Tensor]:
@@ -112,18 +129,21 @@ class MultiScaleHOGGenerator(BaseModule):
         with torch.autocast(device_type=img.device.type, enabled=False):
             gx, gy = sobel_gradients(img.float())
             if self.hog_bias is None:
-                pooled = self._pool_shared(self.pixel_histogram(gx, gy))
+                pooled = self._pool_shared(gx, gy)
             else:
-                pooled = [F.avg_pool2d(self.pixel_histogram(gx, gy, bias), k)
+                pooled = [self.cell_histograms(gx, gy, k, bias)
                           for k, bias in zip(self.cell_sizes, self.hog_bias)]
             return [self._normalize_cells(cells) for cells in pooled]
 
-    def _pool_shared(self, hist: torch.Tensor) -> List[torch.Tensor]:
-        """Pool one histogram to every cell size, each from the next finer size that divides it
-        (an average of averages is the direct average)."""
-        pooled, finer = {1: hist}, 1
-        for k in sorted(set(self.cell_sizes)):
-            source = finer if k % finer == 0 else 1
+    def _pool_shared(self, gx: torch.Tensor, gy: torch.Tensor) -> List[torch.Tensor]:
+        """Histograms of the cells of the greatest common cell size, average-pooled to every
+        cell size, each from the next finer size that divides it (an average of averages is the
+        direct average)."""
+        base = math.gcd(*self.cell_sizes)
+        pooled = {base: self.cell_histograms(gx, gy, base)}
+        finer = base
+        for k in sorted(set(self.cell_sizes) - {base}):
+            source = finer if k % finer == 0 else base
             pooled[k] = F.avg_pool2d(pooled[source], k // source)
             finer = k
         return [pooled[k] for k in self.cell_sizes]

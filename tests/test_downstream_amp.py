@@ -1,10 +1,12 @@
-"""One AMP training step of each downstream recipe family, at the real model size.
+"""One AMP training step of every downstream recipe, at the real model size.
 
 What ``AmpOptimWrapper`` does on a GPU (the forward under ``torch.autocast``, backward and step
 outside it) is done here on the CPU with ``torch.autocast('cpu', dtype=torch.bfloat16)``, by an
 ``OptimWrapper`` whose ``optim_context`` adds the autocast. Each recipe's model is built from its
 real config with the pre-trained init disabled (no checkpoint exists here) and stepped once through
-``model.train_step`` on a synthetic batch at a reduced input size:
+``model.train_step`` on a synthetic batch at a reduced input size. Every config under
+``configs/benchmarks/`` is covered; recipes with the same model (another schedule, data set or
+learning rate) share one step (``test_every_downstream_recipe_is_covered``). The B-size ones:
 
 =====================  ==========================================================  =========
 family                 config                                                      input
@@ -23,10 +25,11 @@ pad small maps). The BEiT-style UperNet ViT sizes its relative position tables f
 ``img_size`` (and the preprocessor's pad size) follow the 128-px crop. Only the input size differs
 from the recipe.
 
-Checks: finite losses; a finite gradient on every trainable parameter except the exceptions listed
-(with the reason) in ``NO_GRAD``; every ``nn.Linear`` / ``nn.Conv2d`` output in bfloat16 (autocast
-really covered the model); and each loss within ``atol + rtol * |loss|`` of the float32 step on the
-same input with the same random draws (``TOLERANCE``, per family).
+Checks: finite losses; a finite gradient on every trainable parameter (none is exempt: every
+output norm, class token, relative position table and head is used by the loss); every
+``nn.Linear`` / ``nn.Conv2d`` output in bfloat16 (autocast really covered the model); and each loss
+within ``atol + rtol * |loss|`` of the float32 step on the same input with the same random draws
+(``TOLERANCE``).
 
 Two test-side shims, for two mmcv ops in the Mask R-CNN tests (``_mmcv_ops_in_float32``), both
 for differences between CPU-bfloat16 autocast and the GPU-float16 autocast the recipes use:
@@ -44,7 +47,9 @@ Neither is a defect GPU users meet with the shipped (float16) recipes; a GPU run
 """
 import contextlib
 import copy
+import glob
 import importlib
+import json
 import os.path as osp
 import random
 
@@ -62,24 +67,39 @@ import localmim_mm  # noqa: F401
 import localmim_mm.transfer  # noqa: F401
 
 BENCH = osp.join(REPO, 'configs', 'benchmarks')
-FAMILIES = {
-    'cls_vit-b': ('classification/vit-base-p16_8xb128-amp-coslr-100e_in1k.py', 64),
-    'cls_swin-b': ('classification/swin-base-w7_8xb128-amp-coslr-100e_in1k.py', 224),
-    'det_swin-b': ('mmdetection/mask-rcnn_swin-base-p4-w7_fpn_1x_coco.py', 256),
-    'det_vit-b': ('mmdetection/mask-rcnn_vit-base-p16_sfp_1x_coco.py', 256),
-    'det_vitdet-b': ('mmdetection/mask-rcnn_vit-base-p16-vitdet_sfp_8xb8-amp-lsj-100e_coco.py',
-                     256),
-    'seg_vit-b': ('mmsegmentation/upernet_vit-base-p16_8xb2-160k_ade20k-512x512.py', 128),
-    'seg_swin-b': ('mmsegmentation/upernet_swin-base-p4-w7_8xb2-160k_ade20k-512x512.py', 128),
-}
-# Trainable parameters that legitimately get no gradient in one step: none in these recipes
-# (every output norm, class token, relative position table and head is used by the loss).
-NO_GRAD = {family: set() for family in FAMILIES}
+FAMILIES = {'classification': 'cls', 'mmdetection': 'det', 'mmsegmentation': 'seg'}
+# Reduced input side per family; a Swin classifier keeps its own (its last stage must hold a
+# whole window: the config does not pad small maps).
+INPUT = dict(cls=64, det=256, seg=128)
 # |bf16 loss - fp32 loss| <= atol + rtol * |fp32 loss|. bfloat16 rounds each op's output to
 # 8 significant bits (relative error up to 2**-9 = 0.2 %); over 12-24 blocks and the heads the
 # losses moved by at most 0.12 % relative (Swin-B loss_mask) / 0.002 absolute on this machine; the
 # bound leaves ~8x room for other CPUs' kernels.
-TOLERANCE = {family: dict(rtol=0.01, atol=0.005) for family in FAMILIES}
+TOLERANCE = dict(rtol=0.01, atol=0.005)
+
+
+def downstream_recipes():
+    """{id: (config path, family, input side)}: every config under configs/benchmarks/, one per
+    distinct model (recipes that differ only in schedule, data or checkpoint share a step)."""
+    recipes, seen = {}, {}
+    for path in sorted(glob.glob(osp.join(BENCH, '*', '*.py'))):
+        family = FAMILIES[osp.basename(osp.dirname(path))]
+        model = Config.fromfile(path).model.to_dict()
+        model['backbone'].pop('init_cfg', None)
+        key = json.dumps([family, model], sort_keys=True, default=str)
+        if key in seen:
+            seen[key].append(osp.relpath(path, BENCH))
+            continue
+        size = INPUT[family]
+        if family == 'cls' and 'Swin' in model['backbone']['type']:
+            size = model['backbone'].get('img_size', 224)
+        name = f'{family}_{osp.basename(path)[:-3]}'
+        recipes[name] = (osp.relpath(path, BENCH), family, size)
+        seen[key] = [osp.relpath(path, BENCH)]
+    return recipes, list(seen.values())
+
+
+RECIPES, GROUPS = downstream_recipes()
 
 
 class CPUAutocastOptimWrapper(OptimWrapper):
@@ -169,9 +189,9 @@ def _segmentation(cfg, size):
         cfg.model.backbone.img_size = (size, size)
     # SyncBN needs a process group; BN is what it computes in a single process
     model = revert_sync_batchnorm(MODELS.build(cfg.model))
-    samples = []
+    samples, classes = [], cfg.model.decode_head.num_classes
     for seed in range(2):  # 2 images: the pyramid pooling's 1 x 1 map needs > 1 value for BN
-        labels = torch.randint(0, 150, (1, size // 8, size // 8), generator=torch.Generator()
+        labels = torch.randint(0, classes, (1, size // 8, size // 8), generator=torch.Generator()
                                .manual_seed(seed)).repeat_interleave(8, 1).repeat_interleave(8, 2)
         sample = SegDataSample(metainfo=dict(img_shape=(size, size), ori_shape=(size, size)))
         sample.gt_sem_seg = PixelData(data=labels)
@@ -179,17 +199,13 @@ def _segmentation(cfg, size):
     return model, dict(inputs=[_image(size, seed) for seed in range(2)], data_samples=samples)
 
 
-def _build(family):
-    path, size = FAMILIES[family]
+def _build(name):
+    path, family, size = RECIPES[name]
     cfg = Config.fromfile(osp.join(BENCH, path))
     cfg.model.backbone.init_cfg = None  # no pre-trained checkpoint here
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
-    if family.startswith('cls'):
-        model, data = _classification(cfg, size)
-    elif family.startswith('det'):
-        model, data = _detection(cfg, size)
-    else:
-        model, data = _segmentation(cfg, size)
+    build = dict(cls=_classification, det=_detection, seg=_segmentation)[family]
+    model, data = build(cfg, size)
     model.init_weights()
     return model, data
 
@@ -232,16 +248,17 @@ def _same_proposals(model, monkeypatch):
     monkeypatch.setattr(model.rpn_head, 'predict_by_feat', record_or_replay)
 
 
-@pytest.mark.parametrize('family', list(FAMILIES))
-def test_one_amp_step(family, monkeypatch):
-    if family.startswith('det'):
+@pytest.mark.parametrize('name', sorted(RECIPES))
+def test_one_amp_step(name, monkeypatch):
+    family = RECIPES[name][1]
+    if family == 'det':
         import localmim_mm.det  # noqa: F401
         _mmcv_ops_in_float32(monkeypatch)
-    elif family.startswith('seg'):
+    elif family == 'seg':
         import localmim_mm.seg  # noqa: F401
-    model, data = _build(family)
+    model, data = _build(name)
     model.train()
-    if family.startswith('det'):
+    if family == 'det':
         _same_proposals(model, monkeypatch)
 
     fp32_losses, _ = _step(model, data, None)
@@ -249,16 +266,31 @@ def test_one_amp_step(family, monkeypatch):
     amp_losses, amp = _step(model, data, torch.bfloat16)
     for handle in handles:
         handle.remove()
-    assert dtypes == {torch.bfloat16}, f'{family}: layers ran in {dtypes} under autocast'
+    assert dtypes == {torch.bfloat16}, f'{name}: layers ran in {dtypes} under autocast'
 
     assert amp_losses and all(np.isfinite(v) for v in amp_losses.values()), amp_losses
     without = {n for n, g in amp.grads.items() if g is None}
-    assert without == NO_GRAD[family], f'{family}: no gradient for {sorted(without)}'
+    assert not without, f'{name}: no gradient for {sorted(without)}'
     bad = [n for n, g in amp.grads.items() if g is not None and not torch.isfinite(g).all()]
-    assert not bad, f'{family}: non-finite gradients in {bad}'
+    assert not bad, f'{name}: non-finite gradients in {bad}'
 
     assert set(fp32_losses) == set(amp_losses)
-    tol = TOLERANCE[family]
     far = {k: (amp_losses[k], v) for k, v in fp32_losses.items()
-           if abs(amp_losses[k] - v) > tol['atol'] + tol['rtol'] * abs(v)}
-    assert not far, f'{family}: bf16 vs fp32 losses beyond {tol}: {far}'
+           if abs(amp_losses[k] - v) > TOLERANCE['atol'] + TOLERANCE['rtol'] * abs(v)}
+    assert not far, f'{name}: bf16 vs fp32 losses beyond {TOLERANCE}: {far}'
+
+
+def test_every_downstream_recipe_is_covered():
+    """Each config is in exactly one stepped group, and the families' B-size recipes are there."""
+    listed = [p for group in GROUPS for p in group]
+    assert len(listed) == len(set(listed)) == len(glob.glob(osp.join(BENCH, '*', '*.py')))
+    stepped = {path for path, _, _ in RECIPES.values()}
+    assert all(any(p in stepped for p in group) for group in GROUPS)
+    for path in ('classification/vit-base-p16_8xb128-amp-coslr-100e_in1k.py',
+                 'classification/swin-base-w7_8xb128-amp-coslr-100e_in1k.py',
+                 'mmdetection/mask-rcnn_swin-base-p4-w7_fpn_1x_coco.py',
+                 'mmdetection/mask-rcnn_vit-base-p16_sfp_1x_coco.py',
+                 'mmdetection/mask-rcnn_vit-base-p16-vitdet_sfp_8xb8-amp-lsj-100e_coco.py',
+                 'mmsegmentation/upernet_vit-base-p16_8xb2-160k_ade20k-512x512.py',
+                 'mmsegmentation/upernet_swin-base-p4-w7_8xb2-160k_ade20k-512x512.py'):
+        assert path in listed

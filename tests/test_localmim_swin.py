@@ -87,7 +87,8 @@ def reference_masked_window_attention(w_msa, x, visible, window, shift):
 @pytest.mark.parametrize('hw,window,shift,cell', [((16, 16), 4, 0, 4), ((16, 16), 4, 2, 4),
                                                   ((14, 14), 7, 3, 2), ((28, 28), 7, 3, 4),
                                                   ((12, 18), 6, 3, 3)])
-def test_window_attention_matches_masked_full_map_attention(hw, window, shift, cell):
+@pytest.mark.parametrize('mode', ['windows', 'tokens'])
+def test_window_attention_matches_masked_full_map_attention(hw, window, shift, cell, mode):
     torch.manual_seed(0)
     batch, dims, heads = 3, 16, 2
     w_msa = WindowMSA(dims, (window, window), heads).eval()
@@ -105,7 +106,8 @@ def test_window_attention_matches_masked_full_map_attention(hw, window, shift, c
                                         indexing='ij'), -1)
     coords = torch.stack([coords[visible[b]] for b in range(batch)])  # (B, N, 2) raster
     tokens = torch.stack([x[b][visible[b]] for b in range(batch)])
-    layout = build_window_layout(coords, hw, window, shift)
+    layout = build_window_layout(coords, hw, window, shift, mode)
+    assert layout.mode == mode
     with torch.no_grad():
         out = masked_window_attention(w_msa, tokens, layout)
         ref = reference_masked_window_attention(w_msa, x, visible, window, shift)
@@ -113,7 +115,8 @@ def test_window_attention_matches_masked_full_map_attention(hw, window, shift, c
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-4)
 
 
-def test_window_attention_gradients_match():
+@pytest.mark.parametrize('mode', ['windows', 'tokens'])
+def test_window_attention_gradients_match(mode):
     torch.manual_seed(1)
     hw, window, shift = (8, 8), 4, 2
     w_msa = WindowMSA(8, (window, window), 2)
@@ -122,7 +125,8 @@ def test_window_attention_gradients_match():
     coords = torch.stack(torch.meshgrid(torch.arange(8), torch.arange(8), indexing='ij'), -1)
     coords = torch.stack([coords[visible[b]] for b in range(2)])
     tokens = torch.stack([x[b][visible[b]] for b in range(2)])
-    out = masked_window_attention(w_msa, tokens, build_window_layout(coords, hw, window, shift))
+    out = masked_window_attention(w_msa, tokens,
+                                  build_window_layout(coords, hw, window, shift, mode))
     grads = torch.autograd.grad(out.square().sum(), [x, w_msa.relative_position_bias_table])
     ref = reference_masked_window_attention(w_msa, x, visible, window, shift)
     ref = torch.stack([ref[b][visible[b]] for b in range(2)])
@@ -131,8 +135,22 @@ def test_window_attention_gradients_match():
         torch.testing.assert_close(g, r, atol=1e-5, rtol=1e-4)
 
 
+def test_layout_mode_follows_the_attended_pairs():
+    """'auto' attends the fewer pairs: Swin-B at 224 px with 12 of 49 cells visible has 768
+    visible tokens on stage 1's 56 x 56 map (768^2 pairs > 64 windows x 49^2 slot pairs:
+    padded windows) and 48 on stage 3's 14 x 14 map (48^2 < 4 x 49^2: token pairs)."""
+    cells = torch.arange(12).view(1, 12) * 4
+    stage1 = cell_token_coords(cells, 7, 8)
+    stage3 = cell_token_coords(cells, 7, 2)
+    assert build_window_layout(stage1, (56, 56), 7, 3).mode == 'windows'
+    assert build_window_layout(stage3, (14, 14), 7, 3).mode == 'tokens'
+    with pytest.raises(ValueError, match="mode='packed'"):
+        build_window_layout(stage3, (14, 14), 7, 3, mode='packed')
+
+
+@pytest.mark.parametrize('mode', ['windows', 'tokens'])
 @pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
-def test_empty_windows_give_no_nan_under_autocast(dtype):
+def test_empty_windows_give_no_nan_under_autocast(dtype, mode):
     """Whole windows without a visible token (every slot masked) must not turn into NaN in
     the outputs or the gradients under CPU autocast, in either half-precision dtype."""
     torch.manual_seed(2)
@@ -141,7 +159,8 @@ def test_empty_windows_give_no_nan_under_autocast(dtype):
     coords = torch.tensor([[[0, 0], [0, 1], [1, 0], [5, 5]]])  # 14 of 16 windows empty
     tokens = torch.randn(1, 4, 16, requires_grad=True)
     with torch.autocast('cpu', dtype=dtype):
-        out = masked_window_attention(w_msa, tokens, build_window_layout(coords, hw, window, 2))
+        out = masked_window_attention(w_msa, tokens,
+                                      build_window_layout(coords, hw, window, 2, mode))
     out.float().square().sum().backward()
     assert torch.isfinite(out).all()
     assert torch.isfinite(tokens.grad).all()

@@ -342,14 +342,15 @@ def test_train_two_iterations_and_evaluate(tiny_localmim_checkpoint, coco_mini, 
 
 
 def test_memory_benchmark_smoke(tmp_path):
-    """tools/benchmarks/vitdet_memory.py end to end at 64 px (no figure is checked, only the
-    report: both backbones, the ratios and the header with the load-average warning rule)."""
+    """tools/benchmarks/vitdet_memory.py end to end at 64 px with ``--with-cp --tag`` (no figure is
+    checked, only the report: both backbones, the ratios, the with_cp label, the tagged file names
+    and the header with the load-average warning rule)."""
     import sys
     from .conftest import run_tool
     tool = osp.join(REPO, 'tools', 'benchmarks', 'vitdet_memory.py')
     run_tool([sys.executable, tool, '--quick', '--size', '64', '--warmup', '0', '--threads', '1',
-              '--out-dir', str(tmp_path)])
-    with open(tmp_path / 'vitdet_memory.json') as f:
+              '--with-cp', '--tag', 'smoke', '--out-dir', str(tmp_path)])
+    with open(tmp_path / 'vitdet_memory_smoke.json') as f:
         result = json.load(f)
     assert [row['backbone'] for row in result['rows']] == ['global', 'vitdet']
     assert all(row['peak_step_mb'] > 0 and row['step_s_median'] > 0 for row in result['rows'])
@@ -357,5 +358,7 @@ def test_memory_benchmark_smoke(tmp_path):
     header = result['provenance']
     assert 'vitdet_memory.py' in header['command'] and header['git']['commit']
     assert header['machine']['torch_threads'] == 1 and header['quick']
-    markdown = (tmp_path / 'vitdet_memory.md').read_text()
+    assert result['with_cp'] and '--with-cp' in header['command']
+    markdown = (tmp_path / 'vitdet_memory_smoke.md').read_text()
     assert 'Load average (1/5/15 min) before' in markdown and 'ViTDet / global' in markdown
+    assert '| vitdet, with_cp |' in markdown and '| global |' in markdown

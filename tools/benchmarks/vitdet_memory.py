@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """Peak memory and step time of the ViT-B detection backbone: ViTDet vs global attention.
 
-    python tools/benchmarks/vitdet_memory.py [--out-dir DIR] [--device cpu|cuda] [--size 1024]
-                                             [--batch 1] [--steps N] [--warmup N] [--threads N]
-                                             [--with-cp] [--quick]
+    python tools/benchmarks/vitdet_memory.py [--out-dir DIR] [--tag TAG] [--device cpu|cuda]
+                                             [--size 1024] [--batch 1] [--steps N] [--warmup N]
+                                             [--threads N] [--with-cp] [--quick]
 
 The two backbones are the ones the detection configs build, with the same weights:
 
@@ -21,7 +21,7 @@ the step is float32; peak memory is the growth of the process's peak resident se
 the first step, measured from the resident set just before it (so it includes transient buffers
 and allocator overhead). Step time: median of the timed steps after the warm-up ones.
 
-Writes ``vitdet_memory.json`` and ``vitdet_memory.md`` to ``--out-dir`` with the provenance header
+Writes ``vitdet_memory[_TAG].json`` and ``.md`` to ``--out-dir`` with the provenance header
 of every benchmark (``_provenance.py``: command, git revision, machine, load average before /
 after; a load above what the measurement tolerates is flagged loudly). ``--quick``: 256 px, 1 warm-up + 1 timed step (smoke).
 """
@@ -36,7 +36,7 @@ import time
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from _provenance import Provenance  # noqa: E402
+from _provenance import Provenance, output_stem  # noqa: E402
 DET = osp.join(REPO, 'configs', 'benchmarks', 'mmdetection')
 BACKBONES = {
     'global': 'mask-rcnn_vit-base-p16_sfp_1x_coco.py',
@@ -151,7 +151,9 @@ def to_markdown(result: dict, prov: Provenance) -> str:
               '| backbone | config | params (M) | peak memory (MB) | step s (median) |',
               '|---|---|---|---|---|']
     for row in result['rows']:
-        lines.append(f"| {row['backbone']} | `{row['config']}` | {row['params_m']:.1f} | "
+        label = 'vitdet, with_cp' if row['backbone'] == 'vitdet' and result['with_cp'] else \
+            row['backbone']
+        lines.append(f"| {label} | `{row['config']}` | {row['params_m']:.1f} | "
                      f"{row['peak_step_mb']:.0f} | {row['step_s_median']:.3f} |")
     ratio = result['ratio_vitdet_to_global']
     lines += ['', f"ViTDet / global: memory {ratio['memory']:.2f}, step time "
@@ -162,6 +164,8 @@ def to_markdown(result: dict, prov: Provenance) -> str:
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--out-dir', default=osp.join(REPO, 'docs', 'results'))
+    parser.add_argument('--tag', default=None,
+                        help='suffix of the output file names (vitdet_memory_TAG.json / .md)')
     parser.add_argument('--device', choices=['cpu', 'cuda'], default='cpu')
     parser.add_argument('--size', type=int, default=None, help='input side (default 1024)')
     parser.add_argument('--batch', type=int, default=1)
@@ -214,13 +218,14 @@ def main(argv=None) -> dict:
             memory=by_name['vitdet']['peak_step_mb'] / by_name['global']['peak_step_mb'],
             time=by_name['vitdet']['step_s_median'] / by_name['global']['step_s_median']))
     os.makedirs(args.out_dir, exist_ok=True)
-    with open(osp.join(args.out_dir, 'vitdet_memory.json'), 'w') as f:
+    stem = output_stem(args.out_dir, 'vitdet_memory', args.tag)
+    with open(stem + '.json', 'w') as f:
         json.dump(result, f, indent=2)
     markdown = to_markdown(result, prov)
-    with open(osp.join(args.out_dir, 'vitdet_memory.md'), 'w') as f:
+    with open(stem + '.md', 'w') as f:
         f.write(markdown)
     print(markdown)
-    print(f'wrote {args.out_dir}/vitdet_memory.json and vitdet_memory.md')
+    print(f'wrote {stem}.json and {stem}.md')
     return result
 
 

@@ -7,6 +7,8 @@ window), one JSON line per iteration and rank.
 import json
 import os
 import os.path as osp
+import subprocess
+import tempfile
 import textwrap
 
 import localmim_mm  # noqa: F401  (runner checkpoints load under weights_only)
@@ -56,3 +58,42 @@ def write_config(path, body: str, base: str = TINY_VIT_CONFIG) -> str:
 
 def train_env() -> dict:
     return dict(os.environ, PYTHONPATH=REPO, **SINGLE_THREAD)
+
+
+def start(cmd, env) -> tuple:
+    """Start a training command in the repo; its output goes to a temporary file (a pipe nobody
+    reads while another run is awaited would stall it)."""
+    log = tempfile.TemporaryFile(mode='w+')
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    return proc, cmd, log
+
+
+def wait_all(jobs, timeout=600) -> list:
+    """Wait for started jobs; assert that each exited 0, with the output tail of each that did
+    not; return their outputs. Jobs still running at the timeout (or when this raises) are
+    killed."""
+    try:
+        for proc, _, _ in jobs:
+            proc.wait(timeout=timeout)
+    finally:
+        for proc, _, _ in jobs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    outputs, failures = [], []
+    for proc, cmd, log in jobs:
+        log.seek(0)
+        outputs.append(log.read())
+        log.close()
+        if proc.returncode != 0:
+            failures.append(f'{" ".join(map(str, cmd))} exited {proc.returncode}:\n'
+                            f'{outputs[-1][-4000:]}')
+    assert not failures, '\n\n'.join(failures)
+    return outputs
+
+
+def run_together(*jobs, timeout=600) -> list:
+    """Run independent ``(cmd, env)`` training jobs at once and return their outputs: the tests'
+    runs are single-threaded (``SINGLE_THREAD``), so a reference run and a 2-process run share
+    the cores instead of waiting for each other."""
+    return wait_all([start(cmd, env) for cmd, env in jobs], timeout=timeout)

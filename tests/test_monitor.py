@@ -16,8 +16,8 @@ from mmengine.registry import init_default_scope
 from localmim_mm.engine import guard_training_state
 from localmim_mm.evaluation import extract_features, knn_accuracy, load_image_folder
 
-from .reliability_helpers import REPO, read_losses, train_env, write_config
-from .test_reliability_distributed import free_port, run
+from .reliability_helpers import REPO, read_losses, run_together, train_env, write_config
+from .test_reliability_distributed import free_port
 
 SAMPLE = osp.join(REPO, 'data', 'sample_cifar')
 BODY = """
@@ -56,11 +56,11 @@ def runs(tmp_path_factory):
         single=dict(batch=16, workers=2, monitor=LIVE_HOOKS),
         plain=dict(batch=16, workers=2, monitor=[]),
         dist=dict(batch=8, workers=1, monitor=LIVE_HOOKS)).items()}
-    run(train_cmd(configs['single'], tmp / 'single'), train_env())
-    run(train_cmd(configs['plain'], tmp / 'plain'), train_env())
     env = dict(train_env(), PORT=str(free_port()), PYTHON=sys.executable)
-    run(['bash', osp.join(REPO, 'tools', 'dist_train.sh'), configs['dist'], '2',
-         '--work-dir', str(tmp / 'dist')], env)
+    run_together((train_cmd(configs['single'], tmp / 'single'), train_env()),
+                 (train_cmd(configs['plain'], tmp / 'plain'), train_env()),
+                 (['bash', osp.join(REPO, 'tools', 'dist_train.sh'), configs['dist'], '2',
+                   '--work-dir', str(tmp / 'dist')], env))
     return tmp
 
 

@@ -12,13 +12,12 @@ equals the gradient of the full-batch loss because every sample masks the same n
 """
 import os.path as osp
 import socket
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from .reliability_helpers import REPO, read_losses, train_env, write_config
+from .reliability_helpers import REPO, read_losses, run_together, train_env, write_config
 
 CONFIGS = {
     'localmim-vit': 'configs/localmim/localmim_vit-tiny-p8_1xb32-coslr-20e_sample.py',
@@ -42,22 +41,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run(cmd, env):
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-
-
 @pytest.mark.parametrize('algorithm', sorted(CONFIGS))
 def test_two_processes_match_one_process_with_double_batch(tmp_path, algorithm):
     base = osp.join(REPO, CONFIGS[algorithm])
     single_cfg = write_config(tmp_path / 'single.py', BODY.format(batch=2 * BATCH, workers=2),
                               base=base)
     dist_cfg = write_config(tmp_path / 'dist.py', BODY.format(batch=BATCH, workers=1), base=base)
-    run([sys.executable, osp.join(REPO, 'tools', 'train.py'), single_cfg,
-         '--work-dir', str(tmp_path / 'single')], train_env())
     env = dict(train_env(), PORT=str(free_port()), PYTHON=sys.executable)
-    run(['bash', osp.join(REPO, 'tools', 'dist_train.sh'), dist_cfg, '2',
-         '--work-dir', str(tmp_path / 'dist')], env)
+    run_together(([sys.executable, osp.join(REPO, 'tools', 'train.py'), single_cfg,
+                   '--work-dir', str(tmp_path / 'single')], train_env()),
+                 (['bash', osp.join(REPO, 'tools', 'dist_train.sh'), dist_cfg, '2',
+                   '--work-dir', str(tmp_path / 'dist')], env))
 
     single = read_losses(tmp_path / 'single')
     ranks = [read_losses(tmp_path / 'dist', rank) for rank in (0, 1)]

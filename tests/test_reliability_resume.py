@@ -16,7 +16,7 @@ import time
 import pytest
 import torch
 
-from .reliability_helpers import REPO, read_losses, train_env, write_config
+from .reliability_helpers import REPO, read_losses, start, train_env, wait_all, write_config
 from .test_monitor import monitor_values
 
 ITERS_PER_EPOCH, EPOCHS, CKPT_INTERVAL = 4, 3, 3  # 64 images, batch 16; kill after iter 6
@@ -76,8 +76,9 @@ def final_state(work_dir):
 def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     config = write_config(tmp_path / 'resume_cfg.py', CONFIG_BODY)
     straight, killed = tmp_path / 'straight', tmp_path / 'killed'
-    run(train_cmd(config, straight))
+    straight_run = start(train_cmd(config, straight), train_env())  # alongside the killed run
     returncode = start_and_kill(train_cmd(config, killed), killed, f'iter_{2 * CKPT_INTERVAL}.pth')
+    wait_all([straight_run])
     assert returncode == -signal.SIGKILL
     resumed_from = int(open(killed / 'last_checkpoint').read().strip()[:-4].split('_')[-1])
     assert resumed_from % ITERS_PER_EPOCH != 0, 'the test means to resume mid-epoch'

@@ -17,7 +17,7 @@ from mmengine.config import Config
 
 import localmim_mm  # noqa: F401
 
-from .reliability_helpers import REPO, read_losses, train_env, write_config
+from .reliability_helpers import REPO, read_losses, run_together, train_env, write_config
 
 LOCALMIM = osp.join(REPO, 'configs', 'localmim')
 FSDP_CONFIGS = ['localmim_vit-large-p16_16xb256-fsdp-amp-coslr-800e_in1k.py',
@@ -170,12 +170,6 @@ SMALL = """
     """
 
 
-def _run(cmd, env):
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    return proc
-
-
 def test_fsdp_two_processes_train_like_one_process_with_double_batch(tmp_path):
     """runner_type='FlexibleRunner' + FSDPStrategy through tools/dist_train.sh: the workers run
     a FlexibleRunner over an FSDP-wrapped model, and the mean of the two ranks' losses equals the
@@ -185,9 +179,10 @@ def test_fsdp_two_processes_train_like_one_process_with_double_batch(tmp_path):
     single = write_config(tmp_path / 'single.py', SMALL.format(batch=16))
     fsdp = write_config(tmp_path / 'fsdp.py', SMALL.format(batch=8) + FSDP_BODY)
     env = dict(train_env(), PYTHONPATH=f'{REPO}:{tmp_path}')
-    _run([sys.executable, 'tools/train.py', single, '--work-dir', str(tmp_path / 'single')], env)
-    _run(['bash', 'tools/dist_train.sh', fsdp, '2', '--work-dir', str(tmp_path / 'fsdp')],
-         dict(env, PORT=str(free_port()), PYTHON=sys.executable))
+    run_together(([sys.executable, 'tools/train.py', single, '--work-dir', str(tmp_path / 'single')],
+                  env),
+                 (['bash', 'tools/dist_train.sh', fsdp, '2', '--work-dir', str(tmp_path / 'fsdp')],
+                  dict(env, PORT=str(free_port()), PYTHON=sys.executable)))
 
     for rank in (0, 1):
         with open(tmp_path / 'fsdp' / f'runner_rank{rank}.json') as f:
@@ -259,11 +254,12 @@ def test_compile_reaches_the_runner(tmp_path):
         """
     plain = write_config(tmp_path / 'plain.py', body)
     compiled = write_config(tmp_path / 'compiled.py', body + "compile = dict(backend='eager')\n")
-    _run([sys.executable, 'tools/train.py', plain, '--work-dir', str(tmp_path / 'plain')],
-         train_env())
-    proc = _run([sys.executable, 'tools/train.py', compiled, '--work-dir',
-                 str(tmp_path / 'compiled')], train_env())
-    assert 'Model has been "compiled"' in proc.stdout + proc.stderr
+    _, compiled_output = run_together(
+        ([sys.executable, 'tools/train.py', plain, '--work-dir', str(tmp_path / 'plain')],
+         train_env()),
+        ([sys.executable, 'tools/train.py', compiled, '--work-dir', str(tmp_path / 'compiled')],
+         train_env()))
+    assert 'Model has been "compiled"' in compiled_output
     a, b = read_losses(tmp_path / 'plain'), read_losses(tmp_path / 'compiled')
     assert sorted(a) == sorted(b) == [1, 2]
     for it in a:

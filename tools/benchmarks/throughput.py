@@ -469,9 +469,10 @@ def build_runner(name: str, builder: Callable, img_size: int, batch: int,
 
 # --------------------------------------------------------------------------- timing
 def measure(runners: List[TimedModel], steps: int, warmup: int, device: torch.device,
-            log_prefix: str = '') -> None:
-    """Warm-up and timed repetitions, interleaved round-robin (order rotated each repetition)."""
-    measure_cpu = device.type == 'cpu'
+            log_prefix: str = '', cpu_memory: bool = True) -> None:
+    """Warm-up and timed repetitions, interleaved round-robin (order rotated each repetition);
+    on CPU, with ``cpu_memory``, the first warm-up step records the saved tensors."""
+    measure_cpu = device.type == 'cpu' and cpu_memory
     for rep in range(warmup + steps):
         shift = rep % max(len(runners), 1)
         for runner in runners[shift:] + runners[:shift]:
@@ -488,12 +489,16 @@ def measure(runners: List[TimedModel], steps: int, warmup: int, device: torch.de
 def time_models(models: Dict[str, torch.nn.Module], img_size: int, batch: int, steps: int,
                 warmup: int, device: torch.device, amp: bool) -> Dict[str, dict]:
     """Time built models (:func:`build_model`) as one interleaved group, as :func:`run_group`
-    does; the summary row of each. The models are moved to ``device``."""
+    does; the summary row of each (step times only: on CPU the costly saved-tensor count of the
+    memory column is skipped, ``peak_mem_mb`` is None). The models are moved to ``device``."""
     runners = [TimedModel(name, model, None, batch, img_size, device, amp)
                for name, model in models.items()]
-    measure(runners, steps, warmup, device, log_prefix='[step cost] ')
+    measure(runners, steps, warmup, device, log_prefix='[step cost] ', cpu_memory=False)
     rows = {r.name: dict(name=r.name, img_size=img_size, batch=batch, **summarise(r))
             for r in runners}
+    if device.type == 'cpu':
+        for row in rows.values():
+            row['peak_mem_mb'] = None
     del runners
     if device.type == 'cuda':
         torch.cuda.empty_cache()

@@ -77,8 +77,11 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     config = write_config(tmp_path / 'resume_cfg.py', CONFIG_BODY)
     straight, killed = tmp_path / 'straight', tmp_path / 'killed'
     straight_run = start(train_cmd(config, straight), train_env())  # alongside the killed run
-    returncode = start_and_kill(train_cmd(config, killed), killed, f'iter_{2 * CKPT_INTERVAL}.pth')
-    wait_all([straight_run])
+    try:
+        returncode = start_and_kill(train_cmd(config, killed), killed,
+                                    f'iter_{2 * CKPT_INTERVAL}.pth')
+    finally:
+        wait_all([straight_run])
     assert returncode == -signal.SIGKILL
     resumed_from = int(open(killed / 'last_checkpoint').read().strip()[:-4].split('_')[-1])
     assert resumed_from % ITERS_PER_EPOCH != 0, 'the test means to resume mid-epoch'

@@ -362,3 +362,13 @@ def test_memory_benchmark_smoke(tmp_path):
     markdown = (tmp_path / 'vitdet_memory_smoke.md').read_text()
     assert 'Load average (1/5/15 min) before' in markdown and 'ViTDet / global' in markdown
     assert '| vitdet, with_cp |' in markdown and '| global |' in markdown
+
+
+def test_memory_benchmark_refuses_a_bad_tag_before_measuring():
+    import subprocess
+    import sys
+    tool = osp.join(REPO, 'tools', 'benchmarks', 'vitdet_memory.py')
+    proc = subprocess.run([sys.executable, tool, '--tag', 'a b'], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2 and "--tag='a b'" in proc.stderr and 'letters, digits' in proc.stderr
+    assert '[vitdet_memory]' not in proc.stdout  # no backbone was started

@@ -187,6 +187,10 @@ def parse_args(argv=None):
             parser.error(f'{name}={value} must be >= 1')
     if args.size % 16:
         parser.error(f'--size={args.size} must be a multiple of the patch size 16')
+    try:  # checked before minutes of measuring, not when writing the result
+        output_stem(args.out_dir, 'vitdet_memory', args.tag)
+    except ValueError as err:
+        parser.error(str(err))
     if args.device == 'cuda':
         import torch
         if not torch.cuda.is_available():

@@ -17,7 +17,8 @@ import os.path as osp  # noqa: E402
 
 from mmengine.config import Config, DictAction  # noqa: E402
 
-from localmim_mm.utils import allow_runner_checkpoints, prepare_launch  # noqa: E402
+from localmim_mm import runtime  # noqa: E402
+from localmim_mm.utils import prepare_launch  # noqa: E402
 from localmim_mm.utils.registry_hints import registry_hints  # noqa: E402
 from localmim_mm.utils.test_split import EvaluatedSplitHook, merge_test_options  # noqa: E402
 from localmim_mm.utils.training_run import build_runner, check_load_from, guard_worker  # noqa
@@ -47,7 +48,7 @@ def main():
         raise SystemExit(f'checkpoint {args.checkpoint!r} does not exist; give the path of a '
                          '.pth file written by tools/train.py or a published model')
     check_load_from(args.checkpoint)
-    allow_runner_checkpoints()
+    runtime.enable()
     cfg = Config.fromfile(args.config)
     merge_test_options(cfg, args.cfg_options)
     cfg.work_dir = args.work_dir or osp.join(

@@ -26,7 +26,8 @@ import os.path as osp  # noqa: E402
 
 from mmengine.config import Config, DictAction  # noqa: E402
 
-from localmim_mm.utils import allow_runner_checkpoints, prepare_launch  # noqa: E402
+from localmim_mm import runtime  # noqa: E402
+from localmim_mm.utils import prepare_launch  # noqa: E402
 from localmim_mm.utils.registry_hints import registry_hints  # noqa: E402
 from localmim_mm.utils.training_run import build_runner, guard_training_run  # noqa: E402
 from localmim_mm.utils.schedule import RunLengthCheck, set_epochs  # noqa: E402
@@ -98,7 +99,7 @@ def merge_args(cfg: Config, args) -> Config:
 
 def main():
     args = parse_args()
-    allow_runner_checkpoints()
+    runtime.enable()
     cfg = merge_args(Config.fromfile(args.config), args)
     guard_training_run(cfg, args.launcher, LAUNCHER_PID, auto_resume=args.resume == 'auto')
     prepare_launch(cfg, args.launcher, amp=args.amp, no_amp=args.no_amp)

@@ -83,7 +83,7 @@ def point_link(link: str, target: str) -> None:
 
 def publish(in_file: str, out_file: str, config: str = None, trusted: bool = False) -> str:
     check_link_target_free(out_file)
-    ckpt = read_checkpoint(in_file, trusted=trusted)
+    ckpt = read_checkpoint(in_file, trusted=trusted, convert_release=False)
     if 'state_dict' not in ckpt:
         raise ValueError(f'{in_file} is not an mmengine runner checkpoint (no "state_dict"; keys '
                          f'{sorted(ckpt)[:8]}). For the authors\' release use '

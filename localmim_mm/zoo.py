@@ -15,6 +15,8 @@ from typing import Union
 import mmpretrain
 from mmpretrain.apis import ModelHub
 
+from .transfer import load_pretrained
+
 PACKAGE_DIR = osp.dirname(osp.abspath(__file__))
 # Any entry of ours: present in ModelHub once the index is registered.
 _SENTINEL = 'localmim_vit-base-p16_release-1600e_in1k'
@@ -64,8 +66,12 @@ def get_model(name: str, pretrained: Union[bool, str] = False, **kwargs):
         config = with_inference_pipeline(config)
     if pretrained is True:
         pretrained = metainfo.weights
-    model = mmpretrain.get_model(config, pretrained=pretrained or False, **kwargs)
+    model = mmpretrain.get_model(config, **kwargs)
     model._metainfo = metainfo
+    if pretrained:
+        # Unlike mmengine's load_checkpoint (strict=False: a file of another architecture would
+        # load partly with a warning), this loads whole or raises with the mismatches listed.
+        load_pretrained(model, pretrained)
     return model
 
 

@@ -395,3 +395,14 @@ def test_wheel_ships_configs_and_trains_with_mmpretrains_stock_tool(tmp_path):
         cwd=str(cwd), env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
     assert osp.isfile(tmp_path / 'work' / 'epoch_1.pth')
+
+
+def test_the_vit_b_release_entry_takes_a_release_file_of_vit_b_shapes_whole(tmp_path):
+    """At the real size: a ViT-B/16 file with the release's names and shapes (12 blocks of 768,
+    14x14 grid, 256-wide decoders, HOG 9 bins) loads whole into the release entry's model
+    (load_pretrained raises on any missing parameter or other shape)."""
+    src = release_vit_state(depth=12, dim=768, patch=16, grid=14, decoder_dim=256, nbins=9)
+    path = save_like_the_release(str(tmp_path / 'vit_base_release.pth'), src)
+    del src
+    model = zoo.get_model('localmim_vit-base-p16_release-1600e_in1k', pretrained=path)
+    assert model.backbone.layers[11].attn.qkv.weight.shape == (3 * 768, 768)

@@ -406,3 +406,11 @@ def test_the_vit_b_release_entry_takes_a_release_file_of_vit_b_shapes_whole(tmp_
     del src
     model = zoo.get_model('localmim_vit-base-p16_release-1600e_in1k', pretrained=path)
     assert model.backbone.layers[11].attn.qkv.weight.shape == (3 * 768, 768)
+
+
+def test_readme_model_zoo_table_lists_every_entry():
+    with open(osp.join(REPO, 'README.md')) as f:
+        readme = f.read()
+    section = readme[readme.index('## Model zoo'):readme.index('## Analysis')]
+    rows = {line.split('`')[1] for line in section.splitlines() if line.startswith('| `')}
+    assert rows == set(metafile_entries())

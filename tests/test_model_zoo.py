@@ -414,3 +414,13 @@ def test_readme_model_zoo_table_lists_every_entry():
     section = readme[readme.index('## Model zoo'):readme.index('## Analysis')]
     rows = {line.split('`')[1] for line in section.splitlines() if line.startswith('| `')}
     assert rows == set(metafile_entries())
+
+
+def test_image_classification_inferencer_on_a_fine_tuning_entry():
+    import numpy as np
+    model = zoo.get_model('vit-tiny-p8_localmim-pre_1xb32-coslr-20e_sample')
+    result = mmpretrain.ImageClassificationInferencer(model)(
+        np.random.randint(0, 255, (50, 60, 3), dtype=np.uint8))[0]
+    scores = result['pred_scores']
+    assert len(scores) == model._config.model.head.num_classes
+    assert abs(float(scores.sum()) - 1) < 1e-4 and result['pred_label'] == int(scores.argmax())

@@ -111,6 +111,8 @@ class StrictLoadImageFromFile(LoadImageFromFile):
         return img
 
     def transform(self, results: dict) -> Optional[dict]:
+        if 'img_path' not in results and 'img' in results:
+            return results  # already decoded (mmpretrain's inferencers load images themselves)
         filename = results['img_path']
         try:
             img = self.read(filename)

@@ -17,7 +17,8 @@ Each config (every ``configs/**/*.py`` outside ``configs/_base_/``) is resolved 
   ``EPOCH_LENGTH`` iterations per epoch (``convert_to_iter_based`` applied), read back from the
   built scheduler objects: warm-up and cosine boundaries, ``T_max``, ``eta_min``, factors;
 * ``model``: the recipe fields of the model (drop path, mask ratio, taps, scales, targets, ...)
-  by their dotted path;
+  by their dotted path, and ``model_params``: the number of parameters of the model built from
+  the config (its weights on the ``meta`` device: no memory, no initialisation cost);
 * ``digests``: a SHA-256 of each whole section a run consumes (model, data, loops, evaluators,
   optimiser, schedule, runner strategy), so a change outside the named fields is caught too.
 
@@ -25,11 +26,16 @@ The snapshot taken from a tree is the independent reference for later changes of
 tests/test_config_values.py resolves the configs again and compares.
 """
 import argparse
+import copy
 import glob
 import hashlib
+import importlib
 import json
 import math
 import os.path as osp
+
+import torch
+from torch.overrides import TorchFunctionMode
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 EPOCH_LENGTH = 100  # iterations per epoch for the built schedulers (any positive number)
@@ -116,7 +122,6 @@ def normalized_schedulers(cfg):
 
 def built_schedulers(cfg):
     """The schedulers as mmengine builds them for EPOCH_LENGTH iterations per epoch."""
-    import torch
     from mmengine.registry import PARAM_SCHEDULERS
 
     lr = cfg.get('optim_wrapper', {}).get('optimizer', {}).get('lr', 1.0)
@@ -159,6 +164,31 @@ def model_fields(model, prefix='model'):
     return found
 
 
+class WeightsOnMeta(TorchFunctionMode):
+    """Tensors allocated without a device go to ``meta`` (parameters and buffers: shapes only);
+    index and schedule helpers made with ``arange`` / ``linspace`` stay real, so code that reads
+    them (``.item()``) still runs."""
+    ALLOCATORS = (torch.empty, torch.zeros, torch.ones, torch.full, torch.rand, torch.randn,
+                  torch.empty_strided)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = dict(kwargs or {})
+        if func in self.ALLOCATORS and kwargs.get('device') is None:
+            kwargs['device'] = 'meta'
+        return func(*args, **kwargs)
+
+
+def build_model(cfg):
+    """The config's model, built by the registry of its ``default_scope`` (mmpretrain, mmdet or
+    mmseg), weights on ``meta``."""
+    from mmengine.registry import init_default_scope
+    scope = cfg.get('default_scope', 'mmpretrain')
+    init_default_scope(scope)
+    models = importlib.import_module(f'{scope}.registry').MODELS
+    with WeightsOnMeta():
+        return models.build(copy.deepcopy(cfg.model))  # building edits some configs in place
+
+
 def recipe_values(cfg) -> dict:
     """The recorded values of one resolved config."""
     train_dataloader = cfg.get('train_dataloader') or {}
@@ -172,6 +202,7 @@ def recipe_values(cfg) -> dict:
         'param_scheduler': normalized_schedulers(cfg),
         'param_scheduler_iters': built_schedulers(cfg),
         'model': model_fields(plain(cfg.get('model'))),
+        'model_params': sum(p.numel() for p in build_model(cfg).parameters()),
         'digests': {k: digest(v) for k, v in sorted(sections.items())},
     }
 

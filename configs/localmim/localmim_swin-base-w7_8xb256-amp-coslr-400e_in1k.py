@@ -7,7 +7,8 @@ _base_ = [
     '../_base_/schedules/localmim_adamw_coslr.py',
     '../_base_/default_runtime.py',
 ]
-total_batch, blr, epochs, min_lr = 8 * 256, 1e-4, 400, 0.
+gpus, blr, epochs, min_lr = 8, 1e-4, 400, 0.
+total_batch = gpus * 256
 
 optim_wrapper = dict(
     optimizer=dict(lr=blr * total_batch / 256),

@@ -4,7 +4,8 @@
 # whose map equals the window) and window 7 (the whole map, as the original Swin shrinks it) in
 # stage 4. Fine-tune with the same per-stage windows, or drop stage 4's relative_position_index.
 _base_ = ['./localmim_swin-base-w7_8xb256-amp-coslr-400e_in1k.py']
-total_batch, blr, epochs = 16 * 256, 1e-4, 800
+gpus, blr, epochs = 16, 1e-4, 800
+total_batch = gpus * 256
 
 model = dict(
     backbone=dict(

@@ -7,3 +7,4 @@ _base_ = [
     '../_base_/schedules/localmim_adamw_coslr.py',
     '../_base_/default_runtime.py',
 ]
+gpus = 8  # 8 GPUs x 256 = batch 2048 (the per-GPU memory estimate reads `gpus`)

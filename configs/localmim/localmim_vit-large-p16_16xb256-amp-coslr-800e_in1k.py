@@ -1,7 +1,8 @@
 # LocalMIM ViT-L/16, HOG nbins 18 with the frozen gradient bias, 800 epochs (paper: 85.8 top-1).
 # | batch 4096 (16 GPUs x 256) | blr 1.5e-4 (lr 2.4e-3) | 800 ep, warmup 40 | min lr 1e-6 | AMP |
 _base_ = ['./localmim_vit-base-p16_8xb256-amp-coslr-1600e_in1k.py']
-total_batch, blr, epochs = 16 * 256, 1.5e-4, 800
+gpus, blr, epochs = 16, 1.5e-4, 800
+total_batch = gpus * 256
 
 model = dict(
     backbone=dict(arch='l', out_indices=[1, 3, 21, 23]),

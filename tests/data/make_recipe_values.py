@@ -2,13 +2,15 @@
 
     python -m tests.data.make_recipe_values tests/data/recipe_values_<commit>.json
     python -m tests.data.make_recipe_values --full CONFIG   # the digested sections, in full
+    python -m tests.data.make_recipe_values --repo DIR OUT  # the configs of another tree
 
 Each config (every ``configs/**/*.py`` outside ``configs/_base_/``) is resolved with mmengine's
 ``Config.fromfile`` and recorded as:
 
 * ``optim_wrapper``: the whole resolved wrapper (type, loss scale, accumulation, constructor,
   optimizer lr / betas / weight decay, paramwise settings with the layer decay rate);
-* ``batch_size_per_gpu``, ``train_cfg`` (epochs or iterations), ``auto_scale_lr``;
+* ``batch_size_per_gpu``, ``gpus`` (the GPU count a pre-training recipe is written for, read by
+  localmim_mm/analysis/memory.py), ``train_cfg`` (epochs or iterations), ``auto_scale_lr``;
 * ``param_scheduler``: every scheduler with the fields mmengine fills in when they are absent
   (``begin`` 0, ``by_epoch`` True, ``end`` = the train loop's length as the runner sets it, and
   a cosine's ``T_max`` = ``end - begin``), so a config that leaves a derived value out records
@@ -60,10 +62,10 @@ SCHEDULER_ATTRS = ('begin', 'end', 'by_epoch', 'T_max', 'eta_min', 'eta_min_rati
                    'start_factor', 'end_factor', 'gamma', 'power', 'milestones')
 
 
-def config_paths():
+def config_paths(repo=REPO):
     """Every runnable config, relative to the repo, sorted."""
-    paths = glob.glob(osp.join(REPO, 'configs', '**', '*.py'), recursive=True)
-    rel = (osp.relpath(p, REPO) for p in paths)
+    paths = glob.glob(osp.join(repo, 'configs', '**', '*.py'), recursive=True)
+    rel = (osp.relpath(p, repo) for p in paths)
     return sorted(p for p in rel if not p.startswith(osp.join('configs', '_base_') + osp.sep))
 
 
@@ -197,6 +199,7 @@ def recipe_values(cfg) -> dict:
     return {
         'optim_wrapper': plain(cfg.get('optim_wrapper')),
         'batch_size_per_gpu': train_dataloader.get('batch_size'),
+        'gpus': cfg.get('gpus'),
         'train_cfg': plain(cfg.get('train_cfg')),
         'auto_scale_lr': plain(cfg.get('auto_scale_lr')),
         'param_scheduler': normalized_schedulers(cfg),
@@ -207,27 +210,30 @@ def recipe_values(cfg) -> dict:
     }
 
 
-def load(path):
+def load(path, repo=REPO):
     from mmengine.config import Config
-    return Config.fromfile(osp.join(REPO, path))
+    return Config.fromfile(osp.join(repo, path))
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('out', nargs='?', help='write the snapshot of every config here')
+    parser.add_argument('--repo', default=REPO,
+                        help='read the configs of this tree (e.g. an older commit unpacked with '
+                        '`git archive COMMIT configs | tar -x -C DIR`); default: this one')
     parser.add_argument('--full', metavar='CONFIG',
                         help='print the digested sections of one config in full, to diff')
     args = parser.parse_args()
     import localmim_mm  # noqa: F401  (the plugin's registered names, as the configs import it)
     if args.full:
-        cfg = load(args.full)
+        cfg = load(args.full, args.repo)
         sections = {k: plain(cfg.get(k)) for k in SECTIONS if k in cfg}
         sections['param_scheduler'] = normalized_schedulers(cfg)
         print(json.dumps(sections, indent=1, sort_keys=True))
         return
     if not args.out:
         parser.error('give the output file (or --full CONFIG)')
-    snapshot = {path: recipe_values(load(path)) for path in config_paths()}
+    snapshot = {path: recipe_values(load(path, args.repo)) for path in config_paths(args.repo)}
     with open(args.out, 'w') as f:
         json.dump(snapshot, f, indent=1, sort_keys=True)
         f.write('\n')

@@ -25,13 +25,8 @@ model = dict(
     target_generator=dict(type='MultiScaleHOGGenerator', nbins=18, cell_sizes=[8, 16, 32, 32],
                           hog_bias=True))
 
-train_pipeline = [
-    dict(type='StrictLoadImageFromFile'),
-    dict(type='RandomResizedCrop', scale=img_size, crop_ratio_range=(0.2, 1.0),
-         backend='pillow', interpolation='bicubic'),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackInputs'),
-]
+train_pipeline = [_base_.train_pipeline[0], dict(_base_.train_pipeline[1], scale=img_size),
+                  *_base_.train_pipeline[2:]]
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
 optim_wrapper = dict(paramwise_cfg=dict(custom_keys=dict(
     _delete_=True,  # Swin's position parameters; it has no pos_embed or cls_token

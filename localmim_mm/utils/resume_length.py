@@ -1,0 +1,129 @@
+"""``--resume`` continues the run length its checkpoint was trained for, or is refused.
+
+A resumed run restores its parameter schedulers from the checkpoint, so changing the length on
+resume cannot rescale the schedule: ``--resume`` with the config's longer ``max_epochs`` would
+train the extra epochs at the finished schedule's final lr, and ``--resume --epochs 8`` of a
+6-epoch run would print a rescale that the saved scheduler state then overrides. Every checkpoint
+of ``tools/train.py`` records its run length (``meta['run_length']``, written by
+:class:`~localmim_mm.utils.schedule.RunLengthCheck`; older checkpoints: the ``train_cfg`` of the
+config text mmengine saves in ``meta['cfg']``). :func:`check_resume_length`, run before the
+Runner is built, compares it with the length asked for and
+
+* refuses a change, with the two commands that do what the user likely meant: continue the run
+  to its own length, or train the new length from its weights with a fresh schedule;
+* says that a finished run is finished (exit status 0: a re-queued job is not a failure).
+"""
+import os.path as osp
+import shlex
+from typing import List, Optional
+
+import torch
+from mmengine.config import Config
+from mmengine.logging import print_log
+
+from .schedule import finished_message, run_length_of
+
+__all__ = ['check_resume_length', 'saved_run_length']
+
+# train.py options that the suggested commands set themselves: name -> takes a value
+_REPLACED = {'--epochs': True, '--work-dir': True, '--launcher': True, '--local-rank': True,
+             '--local_rank': True}
+
+
+def checkpoint_meta(path: str) -> Optional[dict]:
+    """``meta`` of a local runner checkpoint, its tensors memory-mapped (not read); None when it
+    cannot be read this way (mmengine's resume then reports the problem)."""
+    if not path or '://' in path or not osp.isfile(path):
+        return None
+    try:
+        ckpt = torch.load(path, map_location='cpu', mmap=True, weights_only=True)
+    except Exception:  # a legacy pickle or unknown types: leave the check to mmengine's load
+        return None
+    meta = ckpt.get('meta') if isinstance(ckpt, dict) else None
+    return meta if isinstance(meta, dict) else None
+
+
+def saved_run_length(meta: dict) -> Optional[dict]:
+    """The run length a checkpoint was trained for (see the module docstring)."""
+    if isinstance(meta.get('run_length'), dict):
+        return run_length_of(meta['run_length'])
+    text = meta.get('cfg')
+    if not isinstance(text, str):
+        return None
+    try:
+        return run_length_of(Config.fromstring(text, '.py').get('train_cfg'))
+    except Exception:  # a config text that no longer parses: nothing to compare
+        return None
+
+
+def check_resume_length(cfg: Config, config_path: str, argv: List[str]) -> None:
+    """Before building a resumed run: refuse a length change, stop a finished run (exit 0)."""
+    if not cfg.get('resume') or not cfg.get('load_from'):
+        return
+    meta = checkpoint_meta(cfg.load_from)
+    saved = saved_run_length(meta) if meta else None
+    asked = run_length_of(cfg.get('train_cfg'))
+    if saved is None or asked is None or saved.keys() != asked.keys():
+        return
+    (key, length), = saved.items()
+    by_epoch = key == 'max_epochs'
+    done = int(meta.get('epoch' if by_epoch else 'iter', 0))
+    if asked[key] == length:
+        if done >= length:
+            unit = 'epoch' if by_epoch else 'iteration'
+            print_log(finished_message(config_path, cfg.work_dir,
+                                       f'{unit} {done} of {key}={length}', cfg.load_from,
+                                       by_epoch), logger='current')
+            raise SystemExit(0)
+        return
+    raise SystemExit(_refusal(cfg, argv, by_epoch, length, asked[key], done))
+
+
+def _refusal(cfg: Config, argv: List[str], by_epoch: bool, saved: int, asked: int,
+             done: int) -> str:
+    unit = 'epochs' if by_epoch else 'iterations'
+    finished = done >= saved
+    state = f'finished all {saved}' if finished else f'at {done} of {saved}'
+    head = (f'--resume: {cfg.load_from} belongs to a run of {saved} {unit} ({state}), but this '
+            f'command asks for {asked}: a resumed run keeps the lr schedule saved in its '
+            'checkpoint, so its length cannot change on resume.')
+    kept = _other_arguments(argv)
+    fresh = _command(kept + _length_args(by_epoch, asked) + [
+        '--work-dir', 'NEW_WORK_DIR', '--cfg-options', f'load_from={cfg.load_from}'])
+    fresh = (f'train {asked} {unit} from its weights with a fresh schedule (a new run):'
+             f'\n    {fresh}')
+    if finished:
+        return f'{head} The run is finished (nothing is left to resume). To {fresh}'
+    resume = _command(kept + ['--work-dir', cfg.work_dir, '--resume', cfg.load_from]
+                      + _length_args(by_epoch, saved))
+    return (f'{head} Either continue the run to its {saved} {unit}:\n    {resume}\nor {fresh}')
+
+
+def _length_args(by_epoch: bool, length: int) -> List[str]:
+    return ['--epochs', str(length)] if by_epoch else [
+        '--cfg-options', f'train_cfg.max_iters={length}']
+
+
+def _command(args: List[str]) -> str:
+    return shlex.join(['python', 'tools/train.py', *args])
+
+
+def _other_arguments(argv: List[str]) -> List[str]:
+    """``argv`` (train.py's arguments) without ``--resume [PATH]`` and the options the
+    suggested commands set themselves."""
+    kept, skip = [], False
+    for i, arg in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        name = arg.split('=', 1)[0]
+        if name == '--resume':
+            nxt = argv[i + 1] if i + 1 < len(argv) else ''
+            skip = '=' not in arg and bool(nxt) and not nxt.startswith('-') \
+                and not nxt.endswith('.py')  # its optional PATH, not the config
+            continue
+        if name in _REPLACED:
+            skip = '=' not in arg and _REPLACED[name]
+            continue
+        kept.append(arg)
+    return kept

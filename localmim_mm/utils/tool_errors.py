@@ -36,6 +36,9 @@ def run_tool(main: Callable[[], None]) -> None:
 
 def _message(err: BaseException) -> str:
     text = str(err) if not isinstance(err, KeyError) or len(err.args) != 1 else str(err.args[0])
+    if '\nOriginal Traceback' in text:  # re-raised from a DataLoader worker: its last line
+        last = text.strip().splitlines()[-1]
+        text = last.split(': ', 1)[-1]
     return f'{type(err).__name__}: {text}' if text else type(err).__name__
 
 

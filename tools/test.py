@@ -49,14 +49,14 @@ def parse_args():
 def main():
     args = parse_args()
     guard_worker(args.launcher, LAUNCHER_PID)
+    check_config_path(args.config)
+    cfg = Config.fromfile(args.config)
+    check_override_keys(cfg, args.cfg_options)
     if not osp.exists(args.checkpoint):
         raise SystemExit(f'checkpoint {args.checkpoint!r} does not exist; give the path of a '
                          '.pth file written by tools/train.py or a published model')
     check_load_from(args.checkpoint)
     allow_runner_checkpoints()
-    check_config_path(args.config)
-    cfg = Config.fromfile(args.config)
-    check_override_keys(cfg, args.cfg_options)
     merge_test_options(cfg, args.cfg_options)
     cfg.work_dir = args.work_dir or osp.join(
         './work_dirs', osp.splitext(osp.basename(args.config))[0])

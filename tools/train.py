@@ -115,7 +115,7 @@ def main():
     check_config_path(args.config)
     cfg = merge_args(Config.fromfile(args.config), args)
     guard_training_run(cfg, args.launcher, LAUNCHER_PID, auto_resume=args.resume == 'auto')
-    check_resume_length(cfg, args.config, sys.argv[1:])
+    check_resume_length(cfg, args.config, sys.argv[1:], args.epochs)
     prepare_launch(cfg, args.launcher, amp=args.amp, no_amp=args.no_amp)
     with registry_hints():
         runner = build_runner(cfg)

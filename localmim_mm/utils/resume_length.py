@@ -9,8 +9,12 @@ of ``tools/train.py`` records its run length (``meta['run_length']``, written by
 config text mmengine saves in ``meta['cfg']``). :func:`check_resume_length`, run before the
 Runner is built, compares it with the length asked for and
 
-* refuses a change, with the two commands that do what the user likely meant: continue the run
-  to its own length, or train the new length from its weights with a fresh schedule;
+* refuses ``--epochs`` with another length (the resumed run would ignore the rescale it
+  prints), and a length beyond the end of the saved schedule (``--epochs 6`` then ``--resume``
+  with the recipe's 20 epochs: 14 epochs at the final lr); each with the two commands that do
+  what the user likely meant: continue the run to its own length, or train the new length from
+  its weights with a fresh schedule. A run cut short with ``train_cfg.max_epochs`` inside its
+  schedule may be continued further (its schedule serves it);
 * says that a finished run is finished (exit status 0: a re-queued job is not a failure).
 """
 import os.path as osp
@@ -56,8 +60,10 @@ def saved_run_length(meta: dict) -> Optional[dict]:
         return None
 
 
-def check_resume_length(cfg: Config, config_path: str, argv: List[str]) -> None:
-    """Before building a resumed run: refuse a length change, stop a finished run (exit 0)."""
+def check_resume_length(cfg: Config, config_path: str, argv: List[str],
+                        epochs_option: Optional[int] = None) -> None:
+    """Before building a resumed run: refuse a length its saved schedule cannot serve, stop a
+    finished run (exit status 0). ``epochs_option``: the ``--epochs`` given, if any."""
     if not cfg.get('resume') or not cfg.get('load_from'):
         return
     meta = checkpoint_meta(cfg.load_from)
@@ -76,17 +82,40 @@ def check_resume_length(cfg: Config, config_path: str, argv: List[str]) -> None:
                                        by_epoch), logger='current')
             raise SystemExit(0)
         return
-    raise SystemExit(_refusal(cfg, argv, by_epoch, length, asked[key], done))
+    why = _conflict(meta.get('run_length') or {}, by_epoch, length, asked[key], epochs_option)
+    if why:
+        raise SystemExit(_refusal(cfg, argv, by_epoch, length, asked[key], done, why))
+
+
+def _conflict(saved: dict, by_epoch: bool, length: int, asked: int,
+              epochs_option: Optional[int]) -> Optional[str]:
+    """Why the resumed run would not train ``asked`` epochs / iterations as asked, or None.
+
+    Resuming restores the saved schedulers. So ``--epochs`` cannot rescale them, and a length
+    beyond the end of the saved schedule trains the extra part at its final lr. Within the
+    schedule (a run cut short with ``train_cfg.max_epochs`` and continued) nothing is lost.
+    """
+    if epochs_option is not None:
+        return (f'--epochs {epochs_option} would rescale a schedule that the resumed run does not '
+                'use (it keeps the one saved in its checkpoint)')
+    end, total = saved.get('schedule_end_iter'), saved.get('max_iters')
+    if end is None or not total:
+        return None  # a schedule that never ends, or a checkpoint that does not tell
+    per_unit = total / length
+    if asked * per_unit <= end:
+        return None
+    unit = 'epoch' if by_epoch else 'iteration'
+    return (f'its lr schedule ends at {unit} {end / per_unit:g}, so every {unit} after it would '
+            "train at the schedule's final lr")
 
 
 def _refusal(cfg: Config, argv: List[str], by_epoch: bool, saved: int, asked: int,
-             done: int) -> str:
+             done: int, why: str) -> str:
     unit = 'epochs' if by_epoch else 'iterations'
     finished = done >= saved
     state = f'finished all {saved}' if finished else f'at {done} of {saved}'
     head = (f'--resume: {cfg.load_from} belongs to a run of {saved} {unit} ({state}), but this '
-            f'command asks for {asked}: a resumed run keeps the lr schedule saved in its '
-            'checkpoint, so its length cannot change on resume.')
+            f'command asks for {asked}: {why}.')
     kept = _other_arguments(argv)
     fresh = _command(kept + _length_args(by_epoch, asked) + [
         '--work-dir', 'NEW_WORK_DIR', '--cfg-options', f'load_from={cfg.load_from}'])

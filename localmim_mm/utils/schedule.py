@@ -149,10 +149,9 @@ def _too_short(phase, runner, epoch_length: int) -> bool:
 def run_length_of(train_cfg) -> Optional[dict]:
     """``{'max_epochs': N}`` or ``{'max_iters': N}`` of a train loop config (or None)."""
     train_cfg = train_cfg or {}
-    if train_cfg.get('max_iters') is not None:
-        return {'max_iters': int(train_cfg['max_iters'])}
-    if train_cfg.get('max_epochs') is not None:
-        return {'max_epochs': int(train_cfg['max_epochs'])}
+    for key in ('max_epochs', 'max_iters'):
+        if train_cfg.get(key) is not None:
+            return {key: int(train_cfg[key])}
     return None
 
 
@@ -169,9 +168,10 @@ def finished_message(config_path: str, work_dir: str, where: str, checkpoint: st
 class RunLengthCheck(Hook):
     """What ``tools/train.py`` adds to every run:
 
-    * every checkpoint records the run length it trains for (``meta['run_length']``:
-      ``{'max_epochs': N}`` or ``{'max_iters': N}``), so a ``--resume`` that would change it is
-      refused before anything is built (:mod:`localmim_mm.utils.resume_length`);
+    * every checkpoint records the run length it trains for and where its schedule ends
+      (``meta['run_length']``: ``max_epochs`` for epoch-based loops, ``max_iters``,
+      ``schedule_end_iter``), so a ``--resume`` that the saved schedule cannot serve is refused
+      before anything is built (:mod:`localmim_mm.utils.resume_length`);
     * ``--resume`` of a finished run (its last checkpoint at ``max_epochs`` / ``max_iters``)
       says so and how to train longer; mmengine alone trains nothing and exits 0 silently. The
       exit status stays 0 (a re-queued job that finds its run finished is not a failure).
@@ -183,9 +183,10 @@ class RunLengthCheck(Hook):
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         loop = runner.train_loop
-        by_epoch = hasattr(loop, 'max_epochs')
-        length = {'max_epochs': loop.max_epochs} if by_epoch else {'max_iters': loop.max_iters}
-        checkpoint.setdefault('meta', {})['run_length'] = {k: int(v) for k, v in length.items()}
+        length = {'max_epochs': loop.max_epochs} if hasattr(loop, 'max_epochs') else {}
+        length.update(max_iters=runner.max_iters, schedule_end_iter=_schedule_end(runner))
+        checkpoint.setdefault('meta', {})['run_length'] = {
+            k: (int(v) if v is not None else None) for k, v in length.items()}
 
     def before_train(self, runner) -> None:
         if runner.iter >= runner.max_iters:
@@ -199,6 +200,19 @@ class RunLengthCheck(Hook):
         print_log(finished_message(self.config_path, runner.work_dir, where, checkpoint,
                                    epochs is not None),
                   logger='current', level=logging.WARNING)
+
+
+def _schedule_end(runner) -> Optional[int]:
+    """The last iteration any parameter scheduler of the run changes; None if one never ends."""
+    schedulers = runner.param_schedulers or []
+    if isinstance(schedulers, dict):
+        schedulers = [s for group in schedulers.values() for s in group]
+    ends = []
+    for scheduler in schedulers:
+        if math.isinf(scheduler.end):
+            return None
+        ends.append(scheduler.end * (len(runner.train_dataloader) if scheduler.by_epoch else 1))
+    return max(ends, default=0)
 
 
 def _last_checkpoint(runner) -> str:

@@ -139,10 +139,10 @@ def _too_short(phase, runner, epoch_length: int) -> bool:
     begin, end = int(phase.get('begin', 0) * unit), int(end * unit)  # as mmengine converts
     if end - begin >= 2:
         return False
-    print_log(f'{phase.get("type")} spans iterations {begin}..{end} of this run ({runner.max_iters} '
-              f'iterations, {epoch_length} per epoch): fewer than 2, so it is dropped (a warm-up '
-              'that short collapses to none; those iterations train at the lr the next phase '
-              'starts from)', logger='current', level=logging.WARNING)
+    print_log(f'{phase.get("type")} spans iterations {begin}..{end} of this run '
+              f'({runner.max_iters} iterations, {epoch_length} per epoch): fewer than 2, so it '
+              'is dropped (a warm-up that short collapses to none; those iterations train at the '
+              'lr the next phase starts from)', logger='current', level=logging.WARNING)
     return True
 
 

@@ -26,6 +26,7 @@ from mmengine.config import Config
 from mmengine.logging import print_log
 
 from .schedule import finished_message, run_length_of
+from .training_run import launcher_rank
 
 __all__ = ['check_resume_length', 'saved_run_length']
 
@@ -74,17 +75,20 @@ def check_resume_length(cfg: Config, config_path: str, argv: List[str],
     (key, length), = saved.items()
     by_epoch = key == 'max_epochs'
     done = int(meta.get('epoch' if by_epoch else 'iter', 0))
+    rank0 = launcher_rank() == 0  # every process stops; one says why
     if asked[key] == length:
         if done >= length:
             unit = 'epoch' if by_epoch else 'iteration'
-            print_log(finished_message(config_path, cfg.work_dir,
-                                       f'{unit} {done} of {key}={length}', cfg.load_from,
-                                       by_epoch), logger='current')
+            if rank0:
+                print_log(finished_message(config_path, cfg.work_dir,
+                                           f'{unit} {done} of {key}={length}', cfg.load_from,
+                                           by_epoch), logger='current')
             raise SystemExit(0)
         return
     why = _conflict(meta.get('run_length') or {}, by_epoch, length, asked[key], epochs_option)
     if why:
-        raise SystemExit(_refusal(cfg, argv, by_epoch, length, asked[key], done, why))
+        raise SystemExit(_refusal(cfg, argv, by_epoch, length, asked[key], done, why)
+                         if rank0 else 1)
 
 
 def _conflict(saved: dict, by_epoch: bool, length: int, asked: int,

@@ -161,8 +161,8 @@ def finished_message(config_path: str, work_dir: str, where: str, checkpoint: st
     return (f'Nothing to train: the run in {work_dir} already finished (resumed at {where}). To '
             'train longer, start a new run from its weights with a fresh schedule:\n    python '
             f'tools/train.py {config_path} {length} --work-dir NEW_WORK_DIR --cfg-options '
-            f'load_from={checkpoint}\n(resuming with a larger max_epochs would keep the finished '
-            "schedule's final learning rate).")
+            f'load_from={checkpoint}\n(a resume keeps the finished schedule: longer, it would '
+            "train at the schedule's final learning rate).")
 
 
 class RunLengthCheck(Hook):

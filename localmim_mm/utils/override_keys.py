@@ -22,7 +22,11 @@ from typing import Iterable, List, Optional, Set
 
 import mmengine.registry as mmengine_registry
 from mmengine.config import Config
+from mmengine.optim import AmpOptimWrapper, OptimWrapper
 from mmengine.registry import Registry
+from mmengine.runner import (EpochBasedTrainLoop, FlexibleRunner, IterBasedTrainLoop, Runner,
+                             TestLoop, ValLoop, set_random_seed)
+from torch.utils.data import DataLoader
 
 __all__ = ['check_override_keys']
 
@@ -69,17 +73,15 @@ def _check_key(cfg: Config, key: str) -> Optional[str]:
 
 def _no_such_key(where: str, part: str, candidates: Set[str]) -> str:
     close = difflib.get_close_matches(part, sorted(candidates), n=3, cutoff=0.6)
-    owner = f'{where} has' if where != 'the config' else 'the config has'
     if close:
-        return f'{owner} no key {part!r}; did you mean {" or ".join(map(repr, close))}?'
-    return (f'{owner} no key {part!r} and none is close; its keys are '
+        return f'{where} has no key {part!r}; did you mean {" or ".join(map(repr, close))}?'
+    return (f'{where} has no key {part!r} and none is close; its keys are '
             f'{", ".join(sorted(map(str, candidates)))}')
 
 
 def _accepted_new_keys(node: dict, path: List[str], scope: Optional[str]) -> Optional[Set[str]]:
     """Names ``node`` may take although absent; None when that cannot be told."""
     if not path:
-        from mmengine.runner import FlexibleRunner, Runner
         return _parameters([Runner, FlexibleRunner]) | set(TOOL_KEYS)
     kind = node.get('type')  # a dict below the top level
     if kind is None:
@@ -90,27 +92,19 @@ def _accepted_new_keys(node: dict, path: List[str], scope: Optional[str]) -> Opt
 
 
 def _implied_parameters(path: List[str]) -> Optional[Set[str]]:
+    """Arguments of the type mmengine builds from a top-level dict without ``type``."""
     if len(path) != 1:
         return None
     name = path[0]
     if name.endswith('_dataloader'):
-        from torch.utils.data import DataLoader
         return _parameters([DataLoader]) | set(DATALOADER_KEYS)
-    from mmengine import runner as loops
-    implied = {
-        'train_cfg': [loops.EpochBasedTrainLoop, loops.IterBasedTrainLoop],
-        'val_cfg': [loops.ValLoop], 'test_cfg': [loops.TestLoop]}
+    implied = {'train_cfg': [EpochBasedTrainLoop, IterBasedTrainLoop], 'val_cfg': [ValLoop],
+               'test_cfg': [TestLoop], 'optim_wrapper': [OptimWrapper, AmpOptimWrapper],
+               'randomness': [set_random_seed]}
     if name in implied:
-        return _parameters(implied[name]) | {'type', 'by_epoch'}
-    if name == 'optim_wrapper':
-        from mmengine.optim import AmpOptimWrapper, OptimWrapper
-        return _parameters([OptimWrapper, AmpOptimWrapper]) | {'type', 'constructor',
-                                                               'paramwise_cfg'}
+        return _parameters(implied[name]) | {'type', 'by_epoch', 'constructor', 'paramwise_cfg'}
     if name == 'auto_scale_lr':
         return {'enable', 'base_batch_size'}
-    if name == 'randomness':
-        from mmengine.runner import set_random_seed
-        return _parameters([set_random_seed])
     return None
 
 

@@ -17,6 +17,7 @@ Runner is built, compares it with the length asked for and
   schedule may be continued further (its schedule serves it);
 * says that a finished run is finished (exit status 0: a re-queued job is not a failure).
 """
+import logging
 import os.path as osp
 import shlex
 from typing import List, Optional
@@ -42,7 +43,10 @@ def checkpoint_meta(path: str) -> Optional[dict]:
         return None
     try:
         ckpt = torch.load(path, map_location='cpu', mmap=True, weights_only=True)
-    except Exception:  # a legacy pickle or unknown types: leave the check to mmengine's load
+    except Exception as err:  # e.g. a legacy pickle: mmengine's own load reports what is wrong
+        print_log(f'--resume: the run length of {path} cannot be read ({type(err).__name__}), so '
+                  'it is not compared with the length asked for; the resumed run keeps the '
+                  'schedule saved in the checkpoint', logger='current', level=logging.WARNING)
         return None
     meta = ckpt.get('meta') if isinstance(ckpt, dict) else None
     return meta if isinstance(meta, dict) else None

@@ -54,7 +54,7 @@ def _log_traceback() -> Optional[str]:
 
 def check_config_path(path: str) -> None:
     """``SystemExit`` naming a config file that does not exist, with the closest ones."""
-    if osp.isfile(path):
+    if osp.isfile(path) or '::' in path:  # 'mmpretrain::...': mmengine resolves and checks it
         return
     known = glob.glob(osp.join(REPO, 'configs', '**', '*.py'), recursive=True)
     names = sorted(osp.relpath(p, REPO) for p in known if '_base_' not in p)

@@ -60,12 +60,10 @@ def test_resume_of_a_finished_short_run_without_epochs_is_refused(tmp_path):
     ``--resume`` without ``--epochs``: the config's 20 epochs lie past the saved schedule's end
     (iteration 2), so the resume is refused with the command for a new 20-epoch run, and nothing
     trains (it used to train 19 epochs at the final lr, silently)."""
-    from localmim_mm.utils import allow_runner_checkpoints
     work = tmp_path / 'run'
     proc = train(TINY_VIT_CONFIG, work, '--epochs', '1', '--cfg-options', *TWO_ITERATIONS)
     assert 'LinearLR spans iterations 0..0 of this run (2 iterations, 2 per epoch)' in proc.stdout
     ckpt = work / 'epoch_1.pth'
-    allow_runner_checkpoints()
     meta = torch.load(ckpt, map_location='cpu', weights_only=True)['meta']
     assert meta['run_length'] == {'max_epochs': 1, 'max_iters': 2, 'schedule_end_iter': 2}
 

@@ -852,7 +852,8 @@ def write_report(report: dict, header: str, stem: str) -> None:
 def add_data_args(parser) -> None:
     parser.add_argument('--data-root', help='image-folder dataset: ROOT/<split>/<class>/<img>')
     parser.add_argument('--archive', help='a .tar.gz of such a folder, unpacked into --cache-dir '
-                        '(then --data-root defaults to the unpacked folder)')
+                        '(then --data-root defaults to the unpacked folder, or to its only '
+                        'sub-folder when the splits lie there, as in the Caltech archive)')
     parser.add_argument('--cache-dir', default=None,
                         help='where to unpack --archive and cache decoded images')
     parser.add_argument('--train-split', default='train')

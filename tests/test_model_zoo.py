@@ -111,7 +111,7 @@ assert not [k for k in new if k.__module__.split('.')[0] in ('mmengine', 'torch'
 # else may appear (no HistoryBuffer, numpy type or argparse.Namespace).
 added = [g for g in torch.serialization.get_safe_globals() if g not in safe]
 assert all(getattr(g, '__module__', '').startswith('torch.') for g in added), added
-import localmim_mm.runtime.enable  # what the recipes' runtime does: now the layer is on
+import localmim_mm.runtime.enabled  # what the recipes' runtime does: now the layer is on
 assert CheckpointLoader._schemes[''] is not schemes['']
 from mmengine.logging import HistoryBuffer
 assert HistoryBuffer in copyreg.dispatch_table

@@ -1,8 +1,8 @@
 # Runtime shared by every config of the plugin.
 default_scope = 'mmpretrain'
-# localmim_mm registers the modules; localmim_mm.runtime.enable switches the run-hardening layer on
+# localmim_mm registers the modules; localmim_mm.runtime.enabled switches the runtime layer on
 # (weights-only runner checkpoints, checked / converted checkpoint loading: localmim_mm/runtime).
-custom_imports = dict(imports=['localmim_mm', 'localmim_mm.runtime.enable'],
+custom_imports = dict(imports=['localmim_mm', 'localmim_mm.runtime.enabled'],
                       allow_failed_imports=False)
 
 default_hooks = dict(

@@ -1,10 +1,8 @@
 """Building a model from its config and loading a checkpoint into it, without a Runner.
 
-Runner checkpoints of this project load with ``torch.load(weights_only=True)`` once
-``localmim_mm`` is imported (it registers the few non-tensor types they hold); published
-checkpoints (mmpretrain model zoo, ``tools/model_converters``) are plain tensors.
+Checkpoints are read by :func:`localmim_mm.transfer.read_checkpoint` (weights-only; runner,
+published and the authors' release files, paths or URLs).
 """
-import pickle
 from typing import Callable, Dict, Sequence, Set, Tuple
 
 import torch
@@ -13,23 +11,16 @@ from mmengine.logging import print_log
 from mmengine.registry import init_default_scope
 from torch import nn
 
-import localmim_mm  # noqa: F401  (registers the modules and the checkpoint safe globals)
-from localmim_mm.utils.checkpoint_file import check_checkpoint_file
+import localmim_mm  # noqa: F401  (registers the modules)
+from localmim_mm.transfer import read_checkpoint
 
 __all__ = ['build_model', 'read_state_dict', 'load_checkpoint_into', 'model_input_size']
 
 
 def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
-    """The ``state_dict`` of a runner or published checkpoint (``weights_only`` loading); a
-    truncated or damaged file raises ``CorruptCheckpointError`` before unpickling."""
-    check_checkpoint_file(path)
-    try:
-        ckpt = torch.load(path, map_location='cpu', weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise RuntimeError(
-            f'checkpoint {path!r} holds objects that torch.load(weights_only=True) refuses (it was '
-            'probably written by a process that did not import localmim_mm). If, and only if, you '
-            'trust the file, rerun with TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1.') from err
+    """The ``state_dict`` of a runner, published or release checkpoint (``weights_only``
+    loading); a truncated or damaged file raises ``CorruptCheckpointError`` before unpickling."""
+    ckpt = read_checkpoint(path)
     state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f'checkpoint {path!r} has no state_dict of tensors')

@@ -1,7 +1,7 @@
 """The run-hardening layer, switched on explicitly (never by ``import localmim_mm``).
 
 Recipes switch it on through their runtime (``custom_imports`` in
-``configs/_base_/default_runtime.py`` imports :mod:`localmim_mm.runtime.enable`); the tools call
+``configs/_base_/default_runtime.py`` imports :mod:`localmim_mm.runtime.enabled`); the tools call
 :func:`enable`. What it changes in the process, and why, is listed in :func:`enable`. Every use of
 an mmengine private name lives in this package, behind :func:`~.compat.require_tested_mmengine`.
 """

@@ -47,7 +47,8 @@ def read_checkpoint(source: str, map_location: str = 'cpu', trusted: bool = Fals
         raise FileNotFoundError(f'checkpoint {path!r} does not exist; give the path or URL of a '
                                 '.pth file (runner, published or authors\' release checkpoint)')
     check_checkpoint_file(path)
-    with torch.serialization.safe_globals(RUNNER_CHECKPOINT_TYPES + RELEASE_PICKLED_TYPES):
+    with torch.serialization.safe_globals(_not_yet_allowed(RUNNER_CHECKPOINT_TYPES
+                                                           + RELEASE_PICKLED_TYPES)):
         ckpt = _unpickle(path, map_location, trusted)
     if not isinstance(ckpt, dict):
         raise ValueError(f'{path!r} holds a {type(ckpt).__name__}, not a checkpoint dict')
@@ -68,6 +69,12 @@ def _numpy_types() -> list:
 # ``save_model`` pickles: its arguments.
 RUNNER_CHECKPOINT_TYPES = [HistoryBuffer, *_numpy_types()]
 RELEASE_PICKLED_TYPES = [argparse.Namespace]
+
+
+def _not_yet_allowed(types: list) -> list:
+    # torch's safe_globals context removes its types on exit, even those allowed before it.
+    allowed = set(torch.serialization.get_safe_globals())
+    return [t for t in types if t not in allowed]
 
 
 def is_release_checkpoint(ckpt: dict) -> bool:

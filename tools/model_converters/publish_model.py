@@ -90,11 +90,7 @@ def point_link(link: str, target: str) -> None:
 
 
 def publish(in_file: str, out_file: str, config: str = None, trusted: bool = False) -> str:
-<<<<<<< HEAD
-    check_link_target_free(out_file)
     ckpt = read_checkpoint(in_file, trusted=trusted, convert_release=False)
-=======
-    ckpt = read_checkpoint(in_file, trusted=trusted)
     if is_published(ckpt):
         final = osp.realpath(in_file)
         source = ckpt['meta'].get('source', 'a runner checkpoint')
@@ -103,7 +99,6 @@ def publish(in_file: str, out_file: str, config: str = None, trusted: bool = Fal
         print(final)
         return final
     check_link_target_free(out_file)
->>>>>>> edges
     if 'state_dict' not in ckpt:
         raise ValueError(f'{in_file} is not an mmengine runner checkpoint (no "state_dict"; keys '
                          f'{sorted(ckpt)[:8]}). For the authors\' release use '

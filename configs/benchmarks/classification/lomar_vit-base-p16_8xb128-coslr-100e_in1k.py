@@ -12,7 +12,7 @@
 # has no relative position bias (see docs/lomar.md). A load that matches nothing, a shape mismatch
 # or a missing encoder weight stops the run (only the new fine-tune norm `ln2` may be missing).
 _base_ = ['mmpretrain::mae/benchmarks/vit-base-p16_8xb128-coslr-100e_in1k.py']
-custom_imports = dict(imports=['localmim_mm', 'localmim_mm.runtime.enable'],
+custom_imports = dict(imports=['localmim_mm', 'localmim_mm.runtime.enabled'],
                       allow_failed_imports=False)
 
 checkpoint = 'work_dirs/lomar_vit-base-p16_8xb512-coslr-400e_in1k/epoch_400.pth'

@@ -14,7 +14,7 @@ _base_ = [
     '../../_base_/schedules/adamw_layer-decay_coslr.py',
     '../../_base_/default_runtime.py',
 ]
-custom_imports = dict(imports=['localmim_mm', 'localmim_mm.runtime.enable'],
+custom_imports = dict(imports=['localmim_mm', 'localmim_mm.runtime.enabled'],
                       allow_failed_imports=False)
 
 lr, min_lr, layer_decay = 4e-3, 2.5e-7, 0.9  # 100 epochs, 20 warm-up: the base's

@@ -13,7 +13,7 @@ _base_ = [
     '../../_base_/schedules/adamw_layer-decay_coslr.py',  # lr 2e-3, min 1e-5, ld 0.65, 100 ep
     '../../_base_/default_runtime.py',
 ]
-custom_imports = dict(imports=['localmim_mm', 'localmim_mm.runtime.enable'],
+custom_imports = dict(imports=['localmim_mm', 'localmim_mm.runtime.enabled'],
                       allow_failed_imports=False)
 
 model = dict(

@@ -10,7 +10,7 @@ _base_ = [
     'mmpretrain::_base_/datasets/imagenet_bs32_pil_resize.py',
     '../../_base_/default_runtime.py',
 ]
-custom_imports = dict(imports=['localmim_mm', 'localmim_mm.runtime.enable'],
+custom_imports = dict(imports=['localmim_mm', 'localmim_mm.runtime.enabled'],
                       allow_failed_imports=False)
 
 epochs, warmup_epochs = 90, 10

@@ -1,4 +1,4 @@
-"""``custom_imports=dict(imports=['localmim_mm', 'localmim_mm.runtime.enable'])`` switches the
+"""``custom_imports=dict(imports=['localmim_mm', 'localmim_mm.runtime.enabled'])`` switches the
 runtime layer on for a run (see :func:`localmim_mm.runtime.enable`)."""
 from . import enable
 

@@ -49,7 +49,7 @@ def plan_kills(kills: int, iters: int, save_iters: List[int], data_iters: List[i
     'iteration' kill anywhere. Targets alternate between the launcher's process group and a
     random worker."""
     rng = random.Random(seed)
-    phases = [PHASES[i % len(PHASES)] for i in range(kills)]
+    phases = list(PHASES) * (kills // len(PHASES)) + rng.sample(PHASES, kills % len(PHASES))
     rng.shuffle(phases)
     if phases and phases[0] == 'restore':
         first = next((i for i, p in enumerate(phases) if p != 'restore'), None)

@@ -57,7 +57,7 @@ def plan_kills(kills: int, iters: int, save_iters: List[int], data_iters: List[i
             raise ValueError('a plan of restore kills only has no first run to kill')
         phases[0], phases[first] = phases[first], phases[0]
     chosen = {}
-    for phase, pool in (('checkpoint', save_iters), ('data', data_iters),
+    for phase, pool in (('data', data_iters), ('checkpoint', save_iters),
                         ('iteration', range(1, iters + 1))):
         free = [i for i in pool if i not in chosen]
         wanted = phases.count(phase)

@@ -271,7 +271,7 @@ class Campaign:
         self.data_s = data_s  # the least time the first batch of an epoch takes to load
         self.token = uuid.uuid4().hex
         self.log = log
-        self.reported: Dict[str, str] = {}  # checkpoint -> its hard link, once last_checkpoint names it
+        self.reported: Dict[str, str] = {}  # 'path@inode' last_checkpoint named -> a hard link
         self.unreadable: List[str] = []
         self.kills: List[dict] = []
         self.step_s: List[float] = []
@@ -348,7 +348,8 @@ class Campaign:
             os.kill(victims[0], signal.SIGKILL)
         killed_at = time.time()
         proc.wait()
-        gone_s, survivors = wait_gone(before, self.token)
+        _, survivors = wait_gone(before, self.token)
+        gone_s = round(time.time() - killed_at, 2)  # the launcher's own teardown included
         if survivors:
             for pid in survivors:
                 os.kill(pid, signal.SIGKILL)

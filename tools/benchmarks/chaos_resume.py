@@ -24,6 +24,7 @@ import json
 import os
 import os.path as osp
 import shutil
+import signal
 import socket
 import sys
 import time
@@ -32,8 +33,7 @@ from mmengine.config import Config
 
 from _provenance import Provenance, output_stem
 from chaos_campaign import (PHASES, REPO, Campaign, differences, final_state, launch,
-                            plan_kills, read_losses, save_iterations, wait_gone,
-                            processes_with_token)
+                            plan_kills, processes_with_token, read_losses, save_iterations)
 from localmim_mm.utils.work_dir_lock import live_holder
 
 RECIPES = {
@@ -197,11 +197,11 @@ def run_recipe(args, job) -> dict:
     try:
         campaign.run(args.timeout)
         reference.wait(timeout=args.timeout)
-    finally:
-        if reference.poll() is None:
-            os.killpg(reference.pid, 9)
-            reference.wait()
-        wait_gone(processes_with_token(ref_token), ref_token)
+    finally:  # also when the harness is stopped: leave no run behind
+        for token in (ref_token, campaign.token):
+            for pid in processes_with_token(token):
+                os.kill(pid, signal.SIGKILL)
+        reference.wait()
     if reference.returncode != 0:
         raise SystemExit(f'{job["name"]}: the reference run exited {reference.returncode}; see '
                          f'{ref_dir}/attempt0.out')
@@ -282,7 +282,7 @@ def markdown(prov: Provenance, results: list, args) -> str:
         lines += ['', f'## {r["recipe"]} (`{r["config"]}`, {r["iterations"]} iterations, '
                   f'checkpoints after {r["checkpoints_at"]})', '',
                   '| kill | target | planned | landed | processes, gone after | completed | '
-                  'last checkpoint | resumed from | lost |', '|---|---|---|---|---|---|---|---|---|']
+                  'last checkpoint | resumed from | lost |', '|---' * 9 + '|']
         for k in r['kills']:
             target = 'launcher group' if k['target'] == 'group' else f'worker rank {k["rank"]}'
             lines.append(
@@ -295,6 +295,7 @@ def markdown(prov: Provenance, results: list, args) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     jobs = prepare(args)  # every refusal comes before any run starts
     stem = output_stem(args.out_dir, 'chaos_resume', args.tag)
     prov = Provenance.start('chaos_resume.py', argv, threads=1)

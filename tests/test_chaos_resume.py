@@ -6,6 +6,7 @@ one worker) and resumes it each time; here the outcome is checked independently 
 verdict: the final checkpoints of the killed and the uninterrupted runs are compared tensor by
 tensor, the recorded losses line by line, and no process of the run may be left.
 """
+import importlib.util
 import json
 import os
 import os.path as osp
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
 from .reliability_helpers import REPO, train_env
@@ -92,26 +94,49 @@ def test_three_kills_of_a_two_process_run_lose_nothing(tmp_path):
             assert losses == expected[it], (rank, it)
 
 
-def test_impossible_or_unsafe_campaigns_are_refused_before_anything_starts(tmp_path):
-    work = tmp_path / 'work'
-    too_many = chaos('--recipes', 'vit', '--kills', '9', '--iters', '8', '--work-dir', str(work))
-    assert too_many.returncode == 1
-    assert too_many.stderr.strip().splitlines() == [
+def _load_tool():
+    """chaos_resume.py as a module (it imports its siblings in tools/benchmarks by name)."""
+    folder = osp.dirname(TOOL)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    spec = importlib.util.spec_from_file_location('chaos_resume', TOOL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _refusal(tool, *argv) -> str:
+    with pytest.raises(SystemExit) as refused:
+        tool.prepare(tool.parse_args(list(argv)))
+    return str(refused.value)
+
+
+def test_more_kills_than_iterations_is_refused_in_one_line(tmp_path):
+    proc = chaos('--recipes', 'vit', '--kills', '9', '--iters', '8', '--work-dir',
+                 str(tmp_path / 'work'))
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
         "--kills 9 for vit: more kills than the run's 8 iterations (each kill lands at its own "
         'iteration); give fewer kills or more --iters']
+    assert not (tmp_path / 'work').exists()
 
+
+def test_a_recipe_without_checkpoints_or_a_live_work_dir_is_refused(tmp_path):
+    tool = _load_tool()
+    work = tmp_path / 'work'
     no_ckpt = tmp_path / 'no_ckpt.py'
     no_ckpt.write_text(f"_base_ = ['{REPO}/configs/localmim/"
                        "localmim_vit-tiny-p8_1xb32-coslr-20e_sample.py']\n"
                        'default_hooks = dict(checkpoint=None)\n')
-    refused = chaos('--recipes', str(no_ckpt), '--kills', '3', '--iters', '8',
-                    '--work-dir', str(work))
-    assert refused.returncode == 1
-    assert len(refused.stderr.strip().splitlines()) == 1
-    assert 'the recipe does not checkpoint (default_hooks.checkpoint=None)' in refused.stderr
+    message = _refusal(tool, '--recipes', str(no_ckpt), '--kills', '3', '--iters', '8',
+                       '--work-dir', str(work))
+    assert message == (f'--recipes {no_ckpt}: the recipe does not checkpoint (default_hooks.'
+                       'checkpoint=None), so a killed run could only start over; give a recipe '
+                       'with a checkpoint hook')
 
-    busy = work / 'vit' / 'chaos'
+    busy = work / 'vit' / 'chaos'  # the work dir of an earlier campaign, now used by a live run
     busy.mkdir(parents=True)
+    (busy / tool.MARK).touch()
     holder = subprocess.Popen(
         [sys.executable, '-c', 'import fcntl, sys, time\n'
          f'f = open({str(busy / ".train.lock")!r}, "a+")\n'
@@ -120,17 +145,18 @@ def test_impossible_or_unsafe_campaigns_are_refused_before_anything_starts(tmp_p
         stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == 'locked'
-        locked = chaos('--recipes', 'vit', '--kills', '3', '--iters', '8',
-                       '--work-dir', str(work))
+        message = _refusal(tool, '--recipes', 'vit', '--kills', '3', '--iters', '8',
+                           '--work-dir', str(work))
     finally:
         holder.kill()
         holder.wait()
-    assert locked.returncode == 1
-    assert locked.stderr.strip().splitlines() == [
-        f'--work-dir {busy} is in use by a live training run (PID 4242 on host: a live run); '
-        'wait for it, stop it, or pass another --work-dir']
-    assert sorted(p.name for p in busy.iterdir()) == ['.train.lock']  # nothing was started
+    assert message == (f'--work-dir {busy} is in use by a live training run (PID 4242 on host: '
+                       'a live run); wait for it, stop it, or pass another --work-dir')
+    assert sorted(p.name for p in busy.iterdir()) == [tool.MARK, '.train.lock']  # untouched
     assert not (work / 'vit' / 'reference').exists()
+    # once the holder is gone the same campaign passes the checks
+    assert [job['name'] for job in tool.prepare(tool.parse_args(
+        ['--recipes', 'vit', '--kills', '3', '--iters', '8', '--work-dir', str(work)]))] == ['vit']
 
 
 # ------------------------------------------------------------------ fixes the campaign led to

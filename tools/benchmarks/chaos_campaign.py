@@ -321,9 +321,10 @@ class Campaign:
         self.kills.append(self._kill(attempt, kill, proc, probes))
 
     def _due(self, kill: Kill, probes: Probes) -> Optional[float]:
-        """When to kill (a time), once the planned phase has begun in the target's probes."""
-        rank = kill.rank
-        for t, phase, step, _ in probes.lines[rank]:
+        """When to kill (a time), once the planned phase has begun: in the probes of the worker
+        to kill, or of rank 0 for a checkpoint write (rank 0 writes them)."""
+        source = 0 if kill.phase == 'checkpoint' else kill.rank
+        for t, phase, step, _ in probes.lines[source]:
             if kill.phase == 'iteration' and phase == 'step' and step >= kill.iteration:
                 return t + kill.fraction * 0.8 * self._typical(self.step_s, 0.3)
             if kill.phase == 'data' and phase == 'done' and step >= kill.iteration - 1:
@@ -358,11 +359,14 @@ class Campaign:
         probes.poll()
         self._learn_timings(probes)
         self._watch_pointer(attempt)
-        landed, landed_iter = landed_phase(self._last_before(probes, kill.rank, killed_at))
+        # where the run was (rank 0: it writes the checkpoints), and the killed worker itself
+        landed, landed_iter = landed_phase(self._last_before(probes, 0, killed_at))
+        victim = landed_phase(self._last_before(probes, kill.rank, killed_at))
         record = dict(kill=len(self.kills) + 1, planned_phase=kill.phase,
                       planned_iteration=kill.iteration, target=kill.target,
                       rank=kill.rank if kill.target == 'worker' else None,
                       fraction=kill.fraction, landed_phase=landed, landed_iteration=landed_iter,
+                      killed_worker_phase=f'{victim[0]} @ {victim[1]}',
                       processes=len(before), all_gone_s=gone_s, **self._losses_at_kill(attempt))
         self._check_reported()
         self.log(f'  kill {record["kill"]}: {kill.target}'

@@ -281,10 +281,11 @@ def markdown(prov: Provenance, results: list, args) -> str:
     for r in results:
         lines += ['', f'## {r["recipe"]} (`{r["config"]}`, {r["iterations"]} iterations, '
                   f'checkpoints after {r["checkpoints_at"]})', '',
-                  '| kill | target | planned | landed | processes, gone after | completed | '
+                  '| kill | target | planned | landed (the run: rank 0) | processes, gone after | completed | '
                   'last checkpoint | resumed from | lost |', '|---' * 9 + '|']
         for k in r['kills']:
-            target = 'launcher group' if k['target'] == 'group' else f'worker rank {k["rank"]}'
+            target = ('launcher group' if k['target'] == 'group' else
+                      f'worker rank {k["rank"]} (it was in {k["killed_worker_phase"]})')
             lines.append(
                 f'| {k["kill"]} | {target} | {k["planned_phase"]} @ {k["planned_iteration"]} '
                 f'(+{k["fraction"]:.2f}) | {k["landed_phase"]} @ {k["landed_iteration"]} | '

@@ -58,7 +58,9 @@ def parse_args(argv=None):
     parser.add_argument('--ckpt-interval', type=int, default=3,
                         help='checkpoint every N iterations (the recipe\'s checkpoint hook, '
                         'by iteration)')
-    parser.add_argument('--seed', type=int, default=0, help='seeds the kill plan and the runs')
+    parser.add_argument('--seed', type=int, default=0,
+                        help='seeds the runs; the kill plan of the i-th recipe is drawn with '
+                        'seed + i')
     parser.add_argument('--ckpt-write-s', type=float, default=1.0,
                         help='seconds a checkpoint file takes to write (the slow disk)')
     parser.add_argument('--restore-s', type=float, default=1.0,
@@ -145,7 +147,7 @@ def prepare(args) -> list:
         raise SystemExit(f'--procs {args.procs}: the campaign kills single workers; give 2 or '
                          'more')
     jobs = []
-    for name, n_kills, n_iters in zip(args.recipes, kills, iters):
+    for index, (name, n_kills, n_iters) in enumerate(zip(args.recipes, kills, iters)):
         if n_kills > n_iters:
             raise SystemExit(f'--kills {n_kills} for {name}: more kills than the run\'s {n_iters} '
                              'iterations (each kill lands at its own iteration); give fewer '
@@ -154,7 +156,8 @@ def prepare(args) -> list:
         saves = save_iterations(n_iters, args.ckpt_interval)
         epoch_starts = list(range(args.iters_per_epoch + 1, n_iters + 1, args.iters_per_epoch))
         try:
-            plan = plan_kills(n_kills, n_iters, saves, epoch_starts, args.procs, args.seed)
+            plan = plan_kills(n_kills, n_iters, saves, epoch_starts, args.procs,
+                              args.seed + index)  # each recipe its own plan
         except ValueError as err:
             raise SystemExit(f'--kills {n_kills} for {name}: {err}; give fewer kills or more '
                              '--iters') from None
@@ -257,7 +260,7 @@ def summary_line(result: dict) -> str:
 # ------------------------------------------------------------------ output
 def markdown(prov: Provenance, results: list, args) -> str:
     lines = ['# Chaos: kill anywhere, many times, resume', '', prov.markdown(),
-             f'Seed {args.seed}; {args.procs} processes (gloo, CPU) per run, {args.batch} '
+             f'Seed {args.seed} (kill plans: seed + recipe index); {args.procs} processes (gloo, CPU) per run, {args.batch} '
              f'samples per process and step, {args.iters_per_epoch} iterations per epoch, a '
              f'checkpoint every {args.ckpt_interval} iterations; harness windows: checkpoint '
              f'write {args.ckpt_write_s} s, restore {args.restore_s} s, {args.load_s} s per '
@@ -281,7 +284,7 @@ def markdown(prov: Provenance, results: list, args) -> str:
     for r in results:
         lines += ['', f'## {r["recipe"]} (`{r["config"]}`, {r["iterations"]} iterations, '
                   f'checkpoints after {r["checkpoints_at"]})', '',
-                  '| kill | target | planned | landed (the run: rank 0) | processes, gone after | completed | '
+                  '| kill | target | planned | landed (the run: rank 0) | processes, all gone after | completed | '
                   'last checkpoint | resumed from | lost |', '|---' * 9 + '|']
         for k in r['kills']:
             target = ('launcher group' if k['target'] == 'group' else

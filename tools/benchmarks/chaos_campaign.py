@@ -273,6 +273,7 @@ class Campaign:
         self.log = log
         self.reported: Dict[str, str] = {}  # 'path@inode' last_checkpoint named -> a hard link
         self.unreadable: List[str] = []
+        self.resume_mismatches: List[str] = []
         self.kills: List[dict] = []
         self.step_s: List[float] = []
         self.link_dir = osp.join(work_dir, 'reported')
@@ -284,7 +285,6 @@ class Campaign:
             self._attempt(attempt, kill, timeout)
         final = launch(self.config, self.work_dir, self.procs, len(self.plan), self.token,
                        self.port, resume=bool(self.plan))
-        probes = Probes(self.work_dir, len(self.plan), self.procs)
         deadline = time.time() + timeout
         while final.poll() is None and time.time() < deadline:
             self._watch_pointer(len(self.plan))
@@ -294,7 +294,9 @@ class Campaign:
             raise RuntimeError(f'the last run did not finish within {timeout:.0f} s; see '
                                f'{self.work_dir}/attempt{len(self.plan)}.out')
         self._watch_pointer(len(self.plan))
+        probes = Probes(self.work_dir, len(self.plan), self.procs)
         probes.poll()
+        self._check_resumed(len(self.plan), probes)
         self._check_reported()
         if final.returncode != 0:
             raise RuntimeError(f'the last run exited {final.returncode}; see '
@@ -357,6 +359,7 @@ class Campaign:
             raise RuntimeError(f'attempt {attempt}: processes {survivors} of the run survived '
                                f'the kill ({kill.target}) by {GONE_TIMEOUT_S:.0f} s')
         probes.poll()
+        self._check_resumed(attempt, probes)
         self._learn_timings(probes)
         self._watch_pointer(attempt)
         # where the run was (rank 0: it writes the checkpoints), and the killed worker itself
@@ -376,6 +379,15 @@ class Campaign:
                  f'last reported checkpoint {record["last_reported"]}, resumes from '
                  f'{record["resumes_from"]}: {record["lost"]} iteration(s) lost')
         return record
+
+    def _check_resumed(self, attempt: int, probes: Probes) -> None:
+        """The checkpoint a resumed attempt loaded is the one the harness expected after the
+        previous kill (the newest whole one); an attempt killed before loading has none."""
+        loaded = [step for _, phase, step, _ in probes.lines[0] if phase == 'loaded']
+        expected = self.kills[attempt - 1]['resumes_from'] if attempt else 0
+        if loaded and loaded[0] != expected:
+            self.resume_mismatches.append(f'attempt {attempt} loaded iteration {loaded[0]}, '
+                                          f'expected {expected}')
 
     @staticmethod
     def _last_before(probes: Probes, rank: int, killed_at: float) -> Optional[tuple]:

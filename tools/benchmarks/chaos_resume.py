@@ -210,6 +210,7 @@ def run_recipe(args, job) -> dict:
                          f'{ref_dir}/attempt0.out')
     result = compare(job, ref_dir, chaos_dir, args.procs)
     result.update(kills=campaign.kills, unreadable_checkpoints=campaign.unreadable,
+                  resume_mismatches=campaign.resume_mismatches,
                   reported_checkpoints=len(campaign.reported),
                   seconds=round(time.time() - started, 1))
     result['checks'] = checks(result)
@@ -244,6 +245,7 @@ def checks(result: dict) -> dict:
         losses_equal=not result['loss_differences'] and not result['missing_iterations'],
         reported_checkpoints_readable=not result['unreadable_checkpoints'],
         lost_at_most_since_checkpoint=all(k['lost'] <= k['since_checkpoint'] for k in kills),
+        resumed_from_newest_whole=not result['resume_mismatches'],
         all_processes_gone=all(k['all_gone_s'] is not None for k in kills),
         recovered=len(kills))
 
@@ -267,16 +269,17 @@ def markdown(prov: Provenance, results: list, args) -> str:
              'sample loaded. The load average counts other engineers\' jobs on the shared '
              'cores; these are counts, not speed figures.', '',
              '| recipe | kills | recoveries | landed in (iteration / data / checkpoint / restore '
-             '/ startup) | iterations lost per kill | max lost - since checkpoint | final '
+             '/ startup) | iterations lost per kill | kills losing more than the work since the '
+             'last checkpoint | final '
              'weights, optimizer, schedulers, RNG equal | losses equal (records) | reported '
              'checkpoints readable |', '|---|---|---|---|---|---|---|---|---|']
     for r in results:
         kills, c = r['kills'], r['checks']
         landed = [sum(k['landed_phase'] == p for k in kills) for p in (*PHASES, 'startup')]
-        margin = max((k['lost'] - k['since_checkpoint'] for k in kills), default=0)
+        beyond = sum(k['lost'] > k['since_checkpoint'] for k in kills)
         lines.append(
             f'| {r["recipe"]} | {len(kills)} | {c["recovered"]} | {" / ".join(map(str, landed))} '
-            f'| {", ".join(str(k["lost"]) for k in kills)} | {margin} | '
+            f'| {", ".join(str(k["lost"]) for k in kills)} | {beyond} | '
             f'{"yes" if c["final_state_equal"] else "NO"} | '
             f'{"yes" if c["losses_equal"] else "NO"} ({r["loss_records"]}) | '
             f'{"yes" if c["reported_checkpoints_readable"] else "NO"} '
@@ -284,6 +287,7 @@ def markdown(prov: Provenance, results: list, args) -> str:
     for r in results:
         lines += ['', f'## {r["recipe"]} (`{r["config"]}`, {r["iterations"]} iterations, '
                   f'checkpoints after {r["checkpoints_at"]})', '',
+                  'Checks: ' + ', '.join(f'{k} {v}' for k, v in r['checks'].items()) + '.', '',
                   '| kill | target | planned | landed (the run: rank 0) | processes, all gone after | completed | '
                   'last checkpoint | resumed from | lost |', '|---' * 9 + '|']
         for k in r['kills']:

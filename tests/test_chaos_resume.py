@@ -159,6 +159,26 @@ def test_a_recipe_without_checkpoints_or_a_live_work_dir_is_refused(tmp_path):
         ['--recipes', 'vit', '--kills', '3', '--iters', '8', '--work-dir', str(work)]))] == ['vit']
 
 
+def test_the_kill_plan_spreads_kills_over_phases_and_iterations():
+    tool = _load_tool()
+    campaign = sys.modules['chaos_campaign']
+    # mmengine's by-iteration rule by hand: every 3rd iteration, and the last one (save_last)
+    assert campaign.save_iterations(8, 3) == [3, 6, 8]
+    assert campaign.save_iterations(24, 3) == list(range(3, 25, 3))
+    saves, epoch_starts = list(range(3, 25, 3)), [5, 9, 13, 17, 21]
+    for seed in range(5):
+        plan = campaign.plan_kills(20, 24, saves, epoch_starts, 2, seed)
+        assert sorted(k.phase for k in plan) == sorted(tool.PHASES * 5)
+        assert plan[0].phase != 'restore'  # nothing to restore before the first kill
+        timed = [k for k in plan if k.phase != 'restore']
+        assert [k.iteration for k in timed] == sorted({k.iteration for k in timed})
+        assert all(k.iteration in saves for k in plan if k.phase == 'checkpoint')
+        assert all(k.iteration in epoch_starts for k in plan if k.phase == 'data')
+        assert [k.target for k in plan] == ['group', 'worker'] * 10
+    assert campaign.plan_kills(20, 24, saves, epoch_starts, 2, 0) != \
+        campaign.plan_kills(20, 24, saves, epoch_starts, 2, 1)
+
+
 # ------------------------------------------------------------------ fixes the campaign led to
 TRAINER = """
 import os, sys, time

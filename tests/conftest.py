@@ -5,6 +5,13 @@ import sys
 
 import pytest
 
+from localmim_mm import runtime
+
+# Every run switches the runtime layer on (the recipes' custom_imports, the tools), so the tests,
+# which stand in for runs, do too. What `import localmim_mm` alone does is tested in a fresh
+# interpreter (tests/test_model_zoo.py::test_import_changes_no_global_behaviour).
+runtime.enable()
+
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SHARED_DATA = osp.join(REPO, '..', 'shared', 'data')
 TINY_VIT_CONFIG = osp.join(REPO, 'configs', 'localmim',

@@ -244,6 +244,10 @@ def test_learning_efficiency_quick(tmp_path):
     assert len(saved['ablations']) == 4 and set(saved['first_reach']) == set(methods)
     markdown = (tmp_path / 'learning_efficiency.md').read_text()
     assert all(m in markdown for m in methods) and 'Smoke run' in markdown
+    # the header states each tap's cell: 4-px patches at scales 4 / 2 / 1 / 0.5, and ViT-B/16's
+    assert ('* LocalMIM-HOG: blocks 1 / 3 / 5 / 7: cells 1 / 2 / 4 / 8 px | blocks 1 / 3 / 9 / '
+            '11: cells 4 / 8 / 16 / 32 px') in markdown
+    assert '`cifar`: 32-px inputs, patch 4 (8 x 8 = 64 tokens)' in markdown
     assert 'learning_efficiency.py run --quick' in markdown
     # the evaluate subcommand reads a checkpoint of the run on its own
     first = next(r for r in report['results'] if r['method'] == 'MAE' and r['budget_epochs'])

@@ -276,7 +276,9 @@ def test_release_file_with_other_pickled_objects_still_needs_trust(tmp_path):
 @pytest.fixture
 def runner_checkpoint(tmp_path):
     """A checkpoint with mmengine's runner layout (meta with cfg, optimizer, message hub with a
-    HistoryBuffer, schedulers), as CheckpointHook writes it."""
+    HistoryBuffer, schedulers), as CheckpointHook writes it in a run (runtime layer on)."""
+    from localmim_mm import runtime
+    runtime.enable()
     model = torch.nn.ModuleDict({'backbone': _vit(), 'neck': torch.nn.LayerNorm(32)})
     opt = torch.optim.AdamW(model.parameters())
     hub = MessageHub('publish_test')
@@ -362,8 +364,22 @@ def test_extract_backbone(tmp_path, runner_checkpoint, keep_prefix):
 
 
 def test_extract_refuses_files_without_backbone(tmp_path):
-    src = _save_release(tmp_path, release_vit_state())
+    src = str(tmp_path / 'neck_only.pth')
+    torch.save({'state_dict': {'neck.norms.0.weight': torch.ones(4)}}, src)
     out = str(tmp_path / 'out.pth')
     with pytest.raises(ValueError, match="starts with prefix 'backbone.'"):
         extract_backbone.extract(src, out)
     assert not osp.exists(out)
+
+
+def test_extract_takes_the_encoder_of_a_release_file(tmp_path):
+    """A release file is read in this project's layout, so its encoder is extracted: the
+    timm-named block weights land under mmpretrain's names (written out here by hand)."""
+    state = release_vit_state()
+    src = _save_release(tmp_path, state)
+    out = str(tmp_path / 'out.pth')
+    extract_backbone.extract(src, out)
+    got = torch.load(out, weights_only=True)['state_dict']
+    assert torch.equal(got['layers.2.ffn.layers.0.0.weight'], state['blocks.2.mlp.fc1.weight'])
+    assert torch.equal(got['patch_embed.projection.bias'], state['patch_embed.proj.bias'])
+    assert not any(k.startswith(('decoder', 'neck', 'head')) for k in got)

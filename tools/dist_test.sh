@@ -7,6 +7,10 @@
 # A busy PORT is reported before launching (with a free one to use). The launcher replaces this
 # shell (exec) and its workers die with it, whatever the signal (tools/train.py, test.py).
 set -euo pipefail
+if [ "$#" -lt 3 ]; then
+  echo "usage: tools/dist_test.sh CONFIG CHECKPOINT NUM_PROCS_PER_NODE [test.py arguments...] (3 arguments needed, $# given)" >&2
+  exit 2
+fi
 CONFIG=$1
 CHECKPOINT=$2
 NPROC=$3

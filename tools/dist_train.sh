@@ -7,6 +7,10 @@
 # A busy PORT is reported before launching (with a free one to use). The launcher replaces this
 # shell (exec) and its workers die with it, whatever the signal (tools/train.py, test.py).
 set -euo pipefail
+if [ "$#" -lt 2 ]; then
+  echo "usage: tools/dist_train.sh CONFIG NUM_PROCS_PER_NODE [train.py arguments...] (2 arguments needed, $# given)" >&2
+  exit 2
+fi
 CONFIG=$1
 NPROC=$2
 NNODES=${NNODES:-1}

@@ -2,6 +2,10 @@
 # Training on a SLURM cluster (one task per GPU), as mmpretrain's slurm_train.sh:
 #   GPUS=16 tools/slurm_train.sh PARTITION JOB_NAME CONFIG WORK_DIR [train.py arguments...]
 # GPUS (total), GPUS_PER_NODE (default 8), CPUS_PER_TASK (default 5), SRUN_ARGS (extra srun flags).
+if [ "$#" -lt 4 ]; then
+  echo "usage: GPUS=16 tools/slurm_train.sh PARTITION JOB_NAME CONFIG WORK_DIR [train.py arguments...] (4 arguments needed, $# given)" >&2
+  exit 2
+fi
 set -x
 PARTITION=$1
 JOB_NAME=$2

@@ -6,7 +6,9 @@
 Runs on CPU-only machines too (gloo when distributed). Logs the dataset root, split and number
 of images it evaluates; ``val_dataloader.*`` overrides reach a test loader that the config derives
 from the val one (``test_dataloader = val_dataloader``), and overrides that could not change the
-evaluation are refused (``localmim_mm/utils/test_split.py``).
+evaluation are refused (``localmim_mm/utils/test_split.py``), as are keys the config does not
+have (with the closest existing one). An error ends with one line ``error: ...`` (``--debug``:
+the traceback).
 """
 import os
 
@@ -17,9 +19,12 @@ import os.path as osp  # noqa: E402
 
 from mmengine.config import Config, DictAction  # noqa: E402
 
-from localmim_mm.utils import allow_runner_checkpoints, prepare_launch  # noqa: E402
+from localmim_mm import runtime  # noqa: E402
+from localmim_mm.utils import prepare_launch  # noqa: E402
+from localmim_mm.utils.override_keys import check_override_keys  # noqa: E402
 from localmim_mm.utils.registry_hints import registry_hints  # noqa: E402
 from localmim_mm.utils.test_split import EvaluatedSplitHook, merge_test_options  # noqa: E402
+from localmim_mm.utils.tool_errors import check_config_path, run_tool  # noqa: E402
 from localmim_mm.utils.training_run import build_runner, check_load_from, guard_worker  # noqa
 
 
@@ -35,6 +40,8 @@ def parse_args():
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    parser.add_argument('--debug', action='store_true',
+                        help='show the full traceback of an error (default: one line)')
     args = parser.parse_args()
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
@@ -43,12 +50,14 @@ def parse_args():
 def main():
     args = parse_args()
     guard_worker(args.launcher, LAUNCHER_PID)
+    check_config_path(args.config)
+    cfg = Config.fromfile(args.config)
+    check_override_keys(cfg, args.cfg_options)
     if not osp.exists(args.checkpoint):
         raise SystemExit(f'checkpoint {args.checkpoint!r} does not exist; give the path of a '
                          '.pth file written by tools/train.py or a published model')
     check_load_from(args.checkpoint)
-    allow_runner_checkpoints()
-    cfg = Config.fromfile(args.config)
+    runtime.enable()
     merge_test_options(cfg, args.cfg_options)
     cfg.work_dir = args.work_dir or osp.join(
         './work_dirs', osp.splitext(osp.basename(args.config))[0])
@@ -70,4 +79,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -15,7 +15,13 @@ Differences from the stock script, all on the launching side (the recipe is neve
 ``runner_type`` (e.g. ``FlexibleRunner`` with an FSDP / DeepSpeed ``strategy``) as in mmpretrain's
 script; ``compile`` compiles the model's forward (docs/scale_out.md).
 * ``--epochs N`` shortens or lengthens a run with its whole lr schedule (localmim_mm/utils/
-  schedule.py), and ``--resume`` of a finished run says so.
+  schedule.py); any run of at least one iteration trains (a phase of the schedule that gets
+  fewer than 2 iterations is dropped, saying so);
+* every checkpoint records its run length: ``--resume`` of a finished run says so, and one that
+  would change the length is refused with the commands that continue it or start a longer run
+  (localmim_mm/utils/resume_length.py);
+* a ``--cfg-options`` key the config does not have is refused with the closest existing one;
+* an error ends with one line ``error: ...`` (``--debug``: the traceback).
 """
 import os
 
@@ -23,13 +29,18 @@ LAUNCHER_PID = os.getppid()  # before the slow imports: workers die with their l
 
 import argparse  # noqa: E402
 import os.path as osp  # noqa: E402
+import sys  # noqa: E402
 
 from mmengine.config import Config, DictAction  # noqa: E402
 
-from localmim_mm.utils import allow_runner_checkpoints, prepare_launch  # noqa: E402
+from localmim_mm import runtime  # noqa: E402
+from localmim_mm.utils import prepare_launch  # noqa: E402
+from localmim_mm.utils.override_keys import check_override_keys  # noqa: E402
 from localmim_mm.utils.registry_hints import registry_hints  # noqa: E402
+from localmim_mm.utils.resume_length import check_resume_length  # noqa: E402
+from localmim_mm.utils.schedule import RunLengthCheck, fit_schedule_to_run, set_epochs  # noqa
+from localmim_mm.utils.tool_errors import check_config_path, run_tool  # noqa: E402
 from localmim_mm.utils.training_run import build_runner, guard_training_run  # noqa: E402
-from localmim_mm.utils.schedule import RunLengthCheck, set_epochs  # noqa: E402
 
 
 def parse_args():
@@ -62,6 +73,8 @@ def parse_args():
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    parser.add_argument('--debug', action='store_true',
+                        help='show the full traceback of an error (default: one line)')
     args = parser.parse_args()
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
@@ -69,6 +82,7 @@ def parse_args():
 
 def merge_args(cfg: Config, args) -> Config:
     if args.cfg_options is not None:
+        check_override_keys(cfg, args.cfg_options)
         cfg.merge_from_dict(args.cfg_options)
     if args.epochs is not None:
         set_epochs(cfg, args.epochs, args.cfg_options)
@@ -98,15 +112,18 @@ def merge_args(cfg: Config, args) -> Config:
 
 def main():
     args = parse_args()
-    allow_runner_checkpoints()
+    runtime.enable()
+    check_config_path(args.config)
     cfg = merge_args(Config.fromfile(args.config), args)
     guard_training_run(cfg, args.launcher, LAUNCHER_PID, auto_resume=args.resume == 'auto')
+    check_resume_length(cfg, args.config, sys.argv[1:], args.epochs)
     prepare_launch(cfg, args.launcher, amp=args.amp, no_amp=args.no_amp)
     with registry_hints():
         runner = build_runner(cfg)
         runner.register_hook(RunLengthCheck(args.config))
+        fit_schedule_to_run(runner)
         runner.train()
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -1,6 +1,9 @@
 # Runtime shared by every config of the plugin.
 default_scope = 'mmpretrain'
-custom_imports = dict(imports=['localmim_mm'], allow_failed_imports=False)
+# localmim_mm registers the modules; localmim_mm.runtime.enable switches the run-hardening layer on
+# (weights-only runner checkpoints, checked / converted checkpoint loading: localmim_mm/runtime).
+custom_imports = dict(imports=['localmim_mm', 'localmim_mm.runtime.enable'],
+                      allow_failed_imports=False)
 
 default_hooks = dict(
     runtime_info=dict(type='RuntimeInfoHook'),

@@ -7,21 +7,15 @@ _base_ = [
     '../_base_/schedules/localmim_adamw_coslr.py',
     '../_base_/default_runtime.py',
 ]
-batch_per_gpu, gpus = 256, 8
-blr, epochs, warmup_epochs, min_lr = 1e-4, 400, 40, 0.
+gpus, blr, epochs, min_lr = 8, 1e-4, 400, 0.
+total_batch = gpus * 256
 
-train_dataloader = dict(batch_size=batch_per_gpu)
 optim_wrapper = dict(
-    optimizer=dict(lr=blr * batch_per_gpu * gpus / 256),
+    optimizer=dict(lr=blr * total_batch / 256),
     paramwise_cfg=dict(custom_keys={
         'relative_position_bias_table': dict(decay_mult=0.),
         'absolute_pos_embed': dict(decay_mult=0.),
     }))
-param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-4, by_epoch=True, begin=0, end=warmup_epochs,
-         convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', T_max=epochs - warmup_epochs, eta_min=min_lr, by_epoch=True,
-         begin=warmup_epochs, end=epochs, convert_to_iter_based=True),
-]
+param_scheduler = [_base_.param_scheduler[0],
+                   dict(_base_.param_scheduler[1], end=epochs, eta_min=min_lr)]
 train_cfg = dict(max_epochs=epochs)
-auto_scale_lr = dict(base_batch_size=batch_per_gpu * gpus)

@@ -4,8 +4,8 @@
 # whose map equals the window) and window 7 (the whole map, as the original Swin shrinks it) in
 # stage 4. Fine-tune with the same per-stage windows, or drop stage 4's relative_position_index.
 _base_ = ['./localmim_swin-base-w7_8xb256-amp-coslr-400e_in1k.py']
-batch_per_gpu, gpus = 256, 16
-blr, epochs, warmup_epochs, min_lr = 1e-4, 800, 40, 0.
+gpus, blr, epochs = 16, 1e-4, 800
+total_batch = gpus * 256
 
 model = dict(
     backbone=dict(
@@ -13,13 +13,7 @@ model = dict(
         stage_cfgs=[dict(), dict(), dict(), dict(window_size=7)]),
     neck=dict(in_channels=[384, 768, 1536, 1536]),
     head=dict(in_channels=[384, 768, 1536, 1536]))
-train_dataloader = dict(batch_size=batch_per_gpu)
-optim_wrapper = dict(optimizer=dict(lr=blr * batch_per_gpu * gpus / 256))
-param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-4, by_epoch=True, begin=0, end=warmup_epochs,
-         convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', T_max=epochs - warmup_epochs, eta_min=min_lr, by_epoch=True,
-         begin=warmup_epochs, end=epochs, convert_to_iter_based=True),
-]
+optim_wrapper = dict(optimizer=dict(lr=blr * total_batch / 256))
+param_scheduler = [_base_.param_scheduler[0], dict(_base_.param_scheduler[1], end=epochs)]
 train_cfg = dict(max_epochs=epochs)
-auto_scale_lr = dict(base_batch_size=batch_per_gpu * gpus)
+auto_scale_lr = dict(base_batch_size=total_batch)

@@ -6,11 +6,10 @@
 # | batch 32 | blr 1.5e-3 | 20 ep, warmup 2 | min lr 0 | float32 (OptimWrapper): runs anywhere |
 _base_ = [
     '../_base_/datasets/sample_cifar_pretrain.py',
-    '../_base_/schedules/localmim_adamw_coslr.py',
+    '../_base_/schedules/localmim_adamw_coslr_sample.py',
     '../_base_/default_runtime.py',
 ]
-batch_size, img_size = 32, 128
-blr, epochs, warmup_epochs, min_lr = 1.5e-3, 20, 2, 0.
+img_size, min_lr = 128, 0.
 
 model = dict(
     type='LocalMIM',
@@ -26,34 +25,13 @@ model = dict(
     target_generator=dict(type='MultiScaleHOGGenerator', nbins=18, cell_sizes=[8, 16, 32, 32],
                           hog_bias=True))
 
-train_pipeline = [
-    dict(type='StrictLoadImageFromFile'),
-    dict(type='RandomResizedCrop', scale=img_size, crop_ratio_range=(0.2, 1.0),
-         backend='pillow', interpolation='bicubic'),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackInputs'),
-]
-train_dataloader = dict(batch_size=batch_size, dataset=dict(pipeline=train_pipeline))
-optim_wrapper = dict(
-    _delete_=True,
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=blr * batch_size / 256, betas=(0.9, 0.95),
-                   weight_decay=0.05),
-    paramwise_cfg=dict(
-        norm_decay_mult=0.0,
-        bias_decay_mult=0.0,
-        flat_decay_mult=0.0,
-        custom_keys={
-            'mask_token': dict(decay_mult=0.),
-            'relative_position_bias_table': dict(decay_mult=0.),
-            'absolute_pos_embed': dict(decay_mult=0.),
-        }))
-param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-3, by_epoch=True, begin=0, end=warmup_epochs,
-         convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', T_max=epochs - warmup_epochs, eta_min=min_lr, by_epoch=True,
-         begin=warmup_epochs, end=epochs, convert_to_iter_based=True),
-]
-train_cfg = dict(max_epochs=epochs)
-auto_scale_lr = dict(base_batch_size=batch_size)
+train_pipeline = [_base_.train_pipeline[0], dict(_base_.train_pipeline[1], scale=img_size),
+                  *_base_.train_pipeline[2:]]
+train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
+optim_wrapper = dict(paramwise_cfg=dict(custom_keys=dict(
+    _delete_=True,  # Swin's position parameters; it has no pos_embed or cls_token
+    mask_token=dict(decay_mult=0.),
+    relative_position_bias_table=dict(decay_mult=0.),
+    absolute_pos_embed=dict(decay_mult=0.))))
+param_scheduler = [_base_.param_scheduler[0], dict(_base_.param_scheduler[1], eta_min=min_lr)]
 default_hooks = dict(logger=dict(interval=5), checkpoint=dict(interval=5, max_keep_ckpts=2))

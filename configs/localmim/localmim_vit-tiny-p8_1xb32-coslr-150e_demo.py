@@ -6,8 +6,7 @@
 # While it trains: k-NN top-1 on data/sample_cifar (300 train / 100 val images) every 10 epochs,
 # and the reconstructions of 2 validation images every 50 epochs (vis_data/vis_image/*.png).
 _base_ = ['./localmim_vit-tiny-p8_1xb32-coslr-20e_sample.py']
-batch_size = 32
-blr, epochs, warmup_epochs, min_lr = 1.2e-2, 150, 8, 1e-6
+blr, epochs, warmup_epochs = 1.2e-2, 150, 8
 embed_dims, decoder_dims = 128, 96
 
 model = dict(
@@ -15,13 +14,9 @@ model = dict(
                             feedforward_channels=4 * embed_dims)),
     neck=dict(in_channels=embed_dims),
     head=dict(in_channels=embed_dims, embed_dims=decoder_dims))
-optim_wrapper = dict(optimizer=dict(lr=blr * batch_size / 256))
-param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-3, by_epoch=True, begin=0, end=warmup_epochs,
-         convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', T_max=epochs - warmup_epochs, eta_min=min_lr, by_epoch=True,
-         begin=warmup_epochs, end=epochs, convert_to_iter_based=True),
-]
+optim_wrapper = dict(optimizer=dict(lr=blr * 32 / 256))  # batch 32
+param_scheduler = [dict(_base_.param_scheduler[0], end=warmup_epochs),
+                   dict(_base_.param_scheduler[1], begin=warmup_epochs, end=epochs)]
 train_cfg = dict(max_epochs=epochs)
 default_hooks = dict(logger=dict(interval=10), checkpoint=dict(interval=50, max_keep_ckpts=1))
 custom_hooks = [

@@ -7,15 +7,9 @@
 # skipped, each named in a warning and counted.
 _base_ = ['./localmim_vit-tiny-p8_1xb32-coslr-20e_sample.py']
 data_root = 'data/own_images/'
-img_size = 64
 
-train_pipeline = [
-    dict(type='StrictLoadImageFromFile', skip_corrupt=True),
-    dict(type='RandomResizedCrop', scale=img_size, crop_ratio_range=(0.2, 1.0),
-         backend='pillow', interpolation='bicubic'),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackInputs'),
-]
+# the recipe's pipeline, skipping (and naming) corrupt files instead of stopping
+train_pipeline = [dict(_base_.train_pipeline[0], skip_corrupt=True), *_base_.train_pipeline[1:]]
 train_dataloader = dict(
     dataset=dict(_delete_=True, type='UnlabeledImageFolder', data_root=data_root,
                  pipeline=train_pipeline))

@@ -1,13 +1,12 @@
 # Tiny LocalMIM for CPU (demo, tests): 64 px inputs, patch 8 (8x8 grid), 8 blocks of width 192,
 # taps 1, 3, 5, 7 at scales 4 / 2 / 1 / 0.5 (cells of 2 / 4 / 8 / 16 px), HOG nbins 9, trained on
 # the 300 sample images shipped in data/sample_cifar. float32 (OptimWrapper): runs anywhere.
+# | batch 32 | blr 1.5e-3 (lr 1.875e-4) | 20 ep, warmup 2 | min lr 1e-6 | float32 |
 _base_ = [
     '../_base_/datasets/sample_cifar_pretrain.py',
-    '../_base_/schedules/localmim_adamw_coslr.py',
+    '../_base_/schedules/localmim_adamw_coslr_sample.py',
     '../_base_/default_runtime.py',
 ]
-batch_size = 32
-blr, epochs, warmup_epochs, min_lr = 1.5e-3, 20, 2, 1e-6  # small batch, short run
 
 model = dict(
     type='LocalMIM',
@@ -21,19 +20,4 @@ model = dict(
               embed_dims=128, num_heads=4, depth=1),
     target_generator=dict(type='MultiScaleHOGGenerator', nbins=9, cell_sizes=[2, 4, 8, 16]))
 
-train_dataloader = dict(batch_size=batch_size)
-optim_wrapper = dict(
-    _delete_=True,
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=blr * batch_size / 256, betas=(0.9, 0.95),
-                   weight_decay=0.05),
-    paramwise_cfg={{_base_.optim_wrapper.paramwise_cfg}})
-param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-3, by_epoch=True, begin=0, end=warmup_epochs,
-         convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', T_max=epochs - warmup_epochs, eta_min=min_lr, by_epoch=True,
-         begin=warmup_epochs, end=epochs, convert_to_iter_based=True),
-]
-train_cfg = dict(max_epochs=epochs)
-auto_scale_lr = dict(base_batch_size=batch_size)
 default_hooks = dict(logger=dict(interval=5), checkpoint=dict(interval=5, max_keep_ckpts=2))

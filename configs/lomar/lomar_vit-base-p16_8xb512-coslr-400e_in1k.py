@@ -17,10 +17,8 @@ optim_wrapper = dict(
     # The relative position tables are position parameters, like pos_embed: no weight decay.
     paramwise_cfg=dict(custom_keys={'relative_position_bias_table': dict(decay_mult=0.)}))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-4, by_epoch=True, begin=0, end=warmup_epochs,
-         convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', T_max=epochs - warmup_epochs, eta_min=min_lr, by_epoch=True,
-         begin=warmup_epochs, end=epochs, convert_to_iter_based=True),
+    dict(_base_.param_scheduler[0], end=warmup_epochs),
+    dict(_base_.param_scheduler[1], begin=warmup_epochs, end=epochs, eta_min=min_lr),
 ]
 train_cfg = dict(max_epochs=epochs)
 auto_scale_lr = dict(base_batch_size=batch_per_gpu * gpus)

@@ -5,6 +5,7 @@ with only plain Python values in ``meta``, so they load with ``torch.load(weight
 Writing goes through a temporary file and a re-load check, so a failed conversion never leaves an
 empty or partial file behind.
 """
+import argparse
 import datetime
 import hashlib
 import os
@@ -14,33 +15,82 @@ import tempfile
 from importlib import metadata
 from typing import Dict, Optional, Tuple
 
+import numpy as np
 import torch
+from mmengine.logging import HistoryBuffer, print_log
 
 from localmim_mm.utils.checkpoint_file import check_checkpoint_file
+
+from .downloads import cached_download, is_url
 
 StateDict = Dict[str, torch.Tensor]
 VERSIONED_PACKAGES = ('torch', 'mmengine', 'mmcv', 'mmpretrain', 'mmdet', 'mmsegmentation',
                       'localmim_mm')
 
 
-def read_checkpoint(path: str, map_location: str = 'cpu', trusted: bool = False) -> dict:
-    """Load a checkpoint file with the weights-only unpickler (runner checkpoints written by a
-    process that imported ``localmim_mm`` load too, see ``localmim_mm.utils.checkpoint``).
+def read_checkpoint(source: str, map_location: str = 'cpu', trusted: bool = False,
+                    convert_release: bool = True) -> dict:
+    """Load a checkpoint file or URL with the weights-only unpickler.
 
-    ``trusted=True`` uses the full unpickler (it can run code: only for files you trust, e.g.
-    a release checkpoint that pickles its ``argparse`` arguments). A truncated or damaged file
-    raises :class:`~localmim_mm.utils.checkpoint_file.CorruptCheckpointError` before any
-    unpickling, whatever ``trusted``."""
+    ``source`` is a path or an http(s) URL (downloaded once into the torch hub cache, see
+    :func:`~localmim_mm.transfer.downloads.cached_download`). Besides tensors and plain data,
+    the unpickler accepts only what our checkpoints hold: a runner checkpoint's message-hub
+    buffers and numpy values (``RUNNER_CHECKPOINT_TYPES``), and the ``argparse.Namespace`` the
+    authors' release files pickle. With ``convert_release`` an authors' release file comes back
+    in this project's layout (``{'state_dict': ..., 'meta': {'converted_from': ...}}``), whole.
+
+    ``trusted=True`` uses the full unpickler (it can run code: only for files you trust). A
+    truncated or damaged file raises :class:`~localmim_mm.utils.checkpoint_file.
+    CorruptCheckpointError` before any unpickling, whatever ``trusted``."""
+    path = cached_download(source) if is_url(source) else source
     if not osp.isfile(path):
-        raise FileNotFoundError(f'checkpoint {path!r} does not exist; give the path of a .pth '
-                                'file (runner, published or authors\' release checkpoint)')
-    from localmim_mm.utils import allow_runner_checkpoints
-    allow_runner_checkpoints()
+        raise FileNotFoundError(f'checkpoint {path!r} does not exist; give the path or URL of a '
+                                '.pth file (runner, published or authors\' release checkpoint)')
     check_checkpoint_file(path)
-    ckpt = _unpickle(path, map_location, trusted)
+    with torch.serialization.safe_globals(RUNNER_CHECKPOINT_TYPES + RELEASE_PICKLED_TYPES):
+        ckpt = _unpickle(path, map_location, trusted)
     if not isinstance(ckpt, dict):
         raise ValueError(f'{path!r} holds a {type(ckpt).__name__}, not a checkpoint dict')
+    if convert_release and is_release_checkpoint(ckpt):
+        ckpt = converted_release_checkpoint(ckpt, source)
     return ckpt
+
+
+def _numpy_types() -> list:
+    core = np._core if hasattr(np, '_core') else np.core
+    types = [np.dtype, np.ndarray, core.multiarray.scalar, core.multiarray._reconstruct]
+    return types + [type(np.dtype(name))
+                    for name in ('float64', 'float32', 'int64', 'int32', 'bool')]
+
+
+# What a runner checkpoint pickles besides tensors and plain data (with the runtime layer's
+# HistoryBuffer reducer, see localmim_mm.runtime.checkpoints), and what the release's
+# ``save_model`` pickles: its arguments.
+RUNNER_CHECKPOINT_TYPES = [HistoryBuffer, *_numpy_types()]
+RELEASE_PICKLED_TYPES = [argparse.Namespace]
+
+
+def is_release_checkpoint(ckpt: dict) -> bool:
+    """An authors' release pre-training file: its tensors under ``model``, in a release layout."""
+    from .release_layouts import LAYOUTS
+    state = ckpt.get('model')
+    return isinstance(state, dict) and any(layout['signature'] in state
+                                           for layout in LAYOUTS.values())
+
+
+def converted_release_checkpoint(ckpt: dict, source: str) -> dict:
+    """The whole release model in this project's layout, with what was done in ``meta`` and the
+    log (the same file always gives the same tensors: the conversion is a fixed key map)."""
+    from .release_layouts import convert_release, summarize_names
+    state_dict, _ = model_state_dict(ckpt, source)
+    converted, info = convert_release(state_dict)
+    layout = info['layout'][0]
+    print_log(f'{source}: authors\' release checkpoint ({layout} layout) converted on the fly: '
+              f'{len(converted)} tensors in this project\'s layout from {len(state_dict)} release '
+              f'tensors (dropped, recomputed here and checked equal: '
+              f'{summarize_names(info["dropped"]) or "none"})', logger='current')
+    meta = dict(converted_from=f'release-{layout}', source=source, dropped_keys=info['dropped'])
+    return {'state_dict': converted, 'meta': meta}
 
 
 def _unpickle(path: str, map_location: str, trusted: bool):
@@ -51,9 +101,9 @@ def _unpickle(path: str, map_location: str, trusted: bool):
             raise ValueError(f'{path!r} does not unpickle: {err}') from err
         raise ValueError(
             f'{path!r} does not load with torch.load(weights_only=True): {err}. The file pickles '
-            'Python objects (runner checkpoints written without the localmim_mm plugin, release '
-            'files with their argparse arguments); if you trust it, the converters accept '
-            '--trust-pickle') from err
+            'Python objects beyond tensors, plain data and what runner (written with the '
+            'localmim_mm runtime) and release checkpoints hold; if you trust it, the converters '
+            'accept --trust-pickle') from err
     except Exception as err:  # a damaged member the whole-file check cannot see
         raise ValueError(f'{path!r} cannot be read by torch.load ({type(err).__name__}: {err}); '
                          'the file may be corrupt') from err

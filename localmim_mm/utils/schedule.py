@@ -8,12 +8,17 @@ N / max_epochs**, so each phase keeps its share of the run (a 2-of-20-epoch warm
 of 5 epochs) and the schedule ends where the recipe's does: the last iteration trains one cosine
 step above ``eta_min``, as in the full recipe. Schedulers with ``convert_to_iter_based=True`` (all
 of this project's recipes) keep fractional epochs, which mmengine turns into whole iterations;
-plain epoch-based schedulers are rounded to whole epochs. A phase that ends up shorter than 2
-iterations is refused (by mmengine when it is empty: "end should be larger than begin", else by
-:class:`RunLengthCheck`).
+plain epoch-based schedulers are rounded to whole epochs.
 
-:class:`RunLengthCheck` refuses a phase of fewer than 2 iterations (a warm-up shortened that far
-would never end) and makes ``--resume`` of a finished run say so instead of exiting silently.
+Any run of at least one iteration trains: :func:`fit_schedule_to_run` (once the train dataloader
+is built, so the iterations per epoch are known, for this world size) drops every phase this run
+gives fewer than 2 iterations, saying so. A warm-up that short collapses to none: mmengine's
+``LinearLR`` never leaves its ``start_factor`` in a single-iteration phase, and an empty one is
+refused by mmengine ("end should be larger than begin").
+
+:class:`RunLengthCheck` writes the run length into every checkpoint (``meta['run_length']``, read
+by :mod:`localmim_mm.utils.resume_length` before a ``--resume``) and makes ``--resume`` of a
+finished run say so instead of exiting silently.
 """
 import logging
 import math
@@ -23,7 +28,7 @@ from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 
-__all__ = ['set_epochs', 'RunLengthCheck']
+__all__ = ['set_epochs', 'fit_schedule_to_run', 'RunLengthCheck', 'run_length_of']
 
 _BOUNDARIES = ('begin', 'end', 'T_max')
 
@@ -93,12 +98,80 @@ def _span(scheduler: dict) -> Optional[float]:
     return t_max if math.isclose(t_max, end - (begin or 0)) else None
 
 
-class RunLengthCheck(Hook):
-    """Checks ``tools/train.py`` adds to every run, once the schedulers are built:
+def fit_schedule_to_run(runner) -> None:
+    """Drop every parameter-scheduler phase that spans fewer than 2 iterations of this run.
 
-    * a scheduler phase shorter than 2 iterations is refused, naming it: mmengine's ``LinearLR``
-      never leaves its ``start_factor`` when its phase is a single iteration, so such a
-      shortened warm-up would train the whole run at a tiny lr;
+    Call it after the runner is built and before ``runner.train()``: it builds the train loop
+    (``runner.train_dataloader``, public and lazy; ``train()`` reuses it) to learn the
+    iterations per epoch, then edits the scheduler configs the runner has not built yet.
+    """
+    schedulers = runner.param_schedulers
+    if not schedulers:
+        return
+    epoch_length = len(runner.train_dataloader)
+    if _per_optimizer(schedulers):
+        runner.param_schedulers = {name: _fitted(group, runner, epoch_length)
+                                   for name, group in schedulers.items()}
+    else:
+        runner.param_schedulers = _fitted(schedulers, runner, epoch_length)
+
+
+def _fitted(phases, runner, epoch_length: int) -> list:
+    phases = [phases] if isinstance(phases, dict) else list(phases)
+    return [p for p in phases if not _too_short(p, runner, epoch_length)]
+
+
+def _per_optimizer(schedulers) -> bool:
+    return isinstance(schedulers, dict) and 'type' not in schedulers
+
+
+def _too_short(phase, runner, epoch_length: int) -> bool:
+    """True (and said) when ``phase`` (a config dict) gets fewer than 2 iterations."""
+    if not isinstance(phase, dict):
+        return False
+    by_epoch = phase.get('by_epoch', True)
+    if by_epoch and not phase.get('convert_to_iter_based', False):
+        return False  # stepped per epoch: a phase of one epoch is a whole step
+    unit = epoch_length if by_epoch else 1
+    end = phase.get('end', runner.max_epochs if by_epoch else runner.max_iters)
+    if end is None or math.isinf(end):
+        return False
+    begin, end = int(phase.get('begin', 0) * unit), int(end * unit)  # as mmengine converts
+    if end - begin >= 2:
+        return False
+    print_log(f'{phase.get("type")} spans iterations {begin}..{end} of this run '
+              f'({runner.max_iters} iterations, {epoch_length} per epoch): fewer than 2, so it '
+              'is dropped (a warm-up that short collapses to none; those iterations train at the '
+              'lr the next phase starts from)', logger='current', level=logging.WARNING)
+    return True
+
+
+def run_length_of(train_cfg) -> Optional[dict]:
+    """``{'max_epochs': N}`` or ``{'max_iters': N}`` of a train loop config (or None)."""
+    train_cfg = train_cfg or {}
+    for key in ('max_epochs', 'max_iters'):
+        if train_cfg.get(key) is not None:
+            return {key: int(train_cfg[key])}
+    return None
+
+
+def finished_message(config_path: str, work_dir: str, where: str, checkpoint: str,
+                     by_epoch: bool) -> str:
+    length = '--epochs N' if by_epoch else '--cfg-options train_cfg.max_iters=N'
+    return (f'Nothing to train: the run in {work_dir} already finished (resumed at {where}). To '
+            'train longer, start a new run from its weights with a fresh schedule:\n    python '
+            f'tools/train.py {config_path} {length} --work-dir NEW_WORK_DIR --cfg-options '
+            f'load_from={checkpoint}\n(a resume keeps the finished schedule: longer, it would '
+            "train at the schedule's final learning rate).")
+
+
+class RunLengthCheck(Hook):
+    """What ``tools/train.py`` adds to every run:
+
+    * every checkpoint records the run length it trains for and where its schedule ends
+      (``meta['run_length']``: ``max_epochs`` for epoch-based loops, ``max_iters``,
+      ``schedule_end_iter``), so a ``--resume`` that the saved schedule cannot serve is refused
+      before anything is built (:mod:`localmim_mm.utils.resume_length`);
     * ``--resume`` of a finished run (its last checkpoint at ``max_epochs`` / ``max_iters``)
       says so and how to train longer; mmengine alone trains nothing and exits 0 silently. The
       exit status stays 0 (a re-queued job that finds its run finished is not a failure).
@@ -108,40 +181,38 @@ class RunLengthCheck(Hook):
     def __init__(self, config_path: str) -> None:
         self.config_path = config_path
 
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        loop = runner.train_loop
+        length = {'max_epochs': loop.max_epochs} if hasattr(loop, 'max_epochs') else {}
+        length.update(max_iters=runner.max_iters, schedule_end_iter=_schedule_end(runner))
+        checkpoint.setdefault('meta', {})['run_length'] = {
+            k: (int(v) if v is not None else None) for k, v in length.items()}
+
     def before_train(self, runner) -> None:
-        self._check_phases(runner)
         if runner.iter >= runner.max_iters:
             self._say_finished(runner)
-
-    @staticmethod
-    def _check_phases(runner) -> None:
-        schedulers = runner.param_schedulers or []
-        if isinstance(schedulers, dict):
-            schedulers = [s for group in schedulers.values() for s in group]
-        for scheduler in schedulers:
-            if scheduler.by_epoch or math.isinf(scheduler.end):
-                continue
-            if scheduler.end - scheduler.begin < 2:
-                raise ValueError(
-                    f'{type(scheduler).__name__} spans iterations {scheduler.begin}..'
-                    f'{scheduler.end} of this run ({runner.max_iters} iterations of '
-                    f'{len(runner.train_dataloader)} per epoch): a phase needs at least 2 '
-                    'iterations. Train more epochs (--epochs), use a smaller batch, or remove '
-                    'the phase from param_scheduler.')
 
     def _say_finished(self, runner) -> None:
         epochs = getattr(runner.train_loop, 'max_epochs', None)
         where = (f'epoch {runner.epoch} of max_epochs={epochs}' if epochs is not None
                  else f'iteration {runner.iter} of max_iters={runner.max_iters}')
         checkpoint = runner.message_hub.get_info('last_ckpt') or _last_checkpoint(runner)
-        length = '--epochs N' if epochs is not None else '--cfg-options train_cfg.max_iters=N'
-        print_log(
-            f'Nothing to train: the run in {runner.work_dir} already finished (resumed at '
-            f'{where}). To train longer, start a new run from its weights with a fresh '
-            f'schedule:\n    python tools/train.py {self.config_path} {length} --work-dir '
-            f'NEW_WORK_DIR --cfg-options load_from={checkpoint}\n(resuming with a larger '
-            'max_epochs would keep the finished schedule\'s final learning rate).',
-            logger='current', level=logging.WARNING)
+        print_log(finished_message(self.config_path, runner.work_dir, where, checkpoint,
+                                   epochs is not None),
+                  logger='current', level=logging.WARNING)
+
+
+def _schedule_end(runner) -> Optional[int]:
+    """The last iteration any parameter scheduler of the run changes; None if one never ends."""
+    schedulers = runner.param_schedulers or []
+    if isinstance(schedulers, dict):
+        schedulers = [s for group in schedulers.values() for s in group]
+    ends = []
+    for scheduler in schedulers:
+        if math.isinf(scheduler.end):
+            return None
+        ends.append(scheduler.end * (len(runner.train_dataloader) if scheduler.by_epoch else 1))
+    return max(ends, default=0)
 
 
 def _last_checkpoint(runner) -> str:

@@ -107,7 +107,8 @@ def run_pretraining(config: str, work_dir: str, seconds: float, options: dict) -
     from mmengine.hooks import Hook
     from mmengine.runner import Runner
 
-    from localmim_mm.utils import allow_runner_checkpoints, prepare_launch
+    from localmim_mm import runtime
+    from localmim_mm.utils import prepare_launch
 
     class WallClockStop(Hook):
         priority = 'LOWEST'
@@ -119,7 +120,7 @@ def run_pretraining(config: str, work_dir: str, seconds: float, options: dict) -
             if time.perf_counter() - self.start >= seconds:
                 runner.train_loop.stop_training = True
 
-    allow_runner_checkpoints()
+    runtime.enable()
     cfg = Config.fromfile(config)
     cfg.merge_from_dict(options)
     cfg.param_scheduler = cfg.param_scheduler[:1]

@@ -6,13 +6,19 @@
         --archive ../shared/data/cifar10_jpeg.tar.gz --cache-dir /tmp/lme
     # the GPU variant: ViT-S/16 at 224 px on any image folder (about 10 min on one GPU)
     python tools/benchmarks/learning_efficiency.py run --device cuda --data-root DIR --tag gpu
+    # ViT-B/16's target geometry: 128-px Caltech-101 photos, patch 16, cells 4 / 8 / 16 / 32 px
+    # (CPU; with --device cuda: ViT-S/16 at the same geometry, more epochs)
+    python tools/benchmarks/learning_efficiency.py run --protocol caltech128 \
+        --archive ../shared/data/caltech101_dev_128.tar.gz --cache-dir /tmp/lme_caltech
     # smoke run (writes to work_dirs/benchmarks)
     python tools/benchmarks/learning_efficiency.py run --quick --data-root data/sample_cifar \
         --test-split val
     # k-NN and linear probe of checkpoints of this script on any image folder
     python tools/benchmarks/learning_efficiency.py evaluate --data-root DIR CKPT [CKPT ...]
 
-Protocol (``docs/benchmarks.md`` explains each choice):
+Protocol (``docs/benchmarks.md`` explains each choice; ``--protocol`` picks the geometry: ``cifar``
+(default) 32 px with patch 4, so LocalMIM's target cells are 1 / 2 / 4 / 8 px; ``caltech128``
+128 px with patch 16, ViT-B/16's cells of 4 / 8 / 16 / 32 px; both 8 x 8 tokens):
 
 * Methods: LocalMIM-HOG, LocalMIM-pixel and mmpretrain's MAE, each built from its shipped config
   (:func:`throughput.method_config`) on the same small ViT encoder and initialised by its own
@@ -92,6 +98,20 @@ SCALES = {
 }
 QUICK = dict(train_images=100, test_images=100, batch_size=20, budgets=[1, 2, 3, 4],
              probe_epochs=20, step_cost=dict(batch=1, steps=1, warmup=1))
+# ViT-B/16's target geometry (``--protocol caltech128``): 128-px photos (Caltech-101 subset,
+# ``../shared/data/caltech101_dev_128.tar.gz``) with 16-px patches give the 8 x 8 tokens of the
+# CIFAR protocol and the recipe's cells of 4 / 8 / 16 / 32 px (patch / scales 4, 2, 1, 0.5).
+# Encoder, batch, optimiser and evaluation are those of the device's CIFAR protocol; every
+# train / test image is used; MAE's largest CPU budget sees about as many images as CIFAR's.
+CALTECH128 = {
+    'cpu': dict(SCALES['cpu'], img_size=128, patch_size=16, budgets=[6, 8, 12, 18, 24],
+                train_images=0, test_images=0),
+    'cuda': dict(SCALES['cuda'], img_size=128, patch_size=16, budgets=[20, 40, 60, 80],
+                 train_images=0, test_images=0),
+}
+# Per protocol: the device settings and the base name of the report files.
+PROTOCOLS = {'cifar': dict(scales=SCALES, report='learning_efficiency'),
+             'caltech128': dict(scales=CALTECH128, report='learning_efficiency_caltech')}
 
 
 # --------------------------------------------------------------------------- FLOPs
@@ -204,10 +224,32 @@ def plan_methods(names: List[str], scale: dict, decoders: str,
         flops = decoder['flops'] if decoder else forward_flops(build_model(cfg),
                                                                scale['img_size'])
         plan[name] = dict(vitb_flops=vitb, config=cfg, flops=flops,
-                          decoder=describe_decoder(cfg))
-        print(f'{name}: decoder {plan[name]["decoder"]}; decoder / encoder FLOPs '
-              f'{flops["ratio"]:.3f} (ViT-B/224: {vitb["ratio"]:.3f})', flush=True)
+                          decoder=describe_decoder(cfg), geometry=tap_geometry(cfg),
+                          vitb_geometry=tap_geometry(throughput.method_config(name, **VIT_B)))
+        print(f'{name}: {describe_taps(plan[name]["geometry"])}; decoder '
+              f'{plan[name]["decoder"]}; decoder / encoder FLOPs {flops["ratio"]:.3f} '
+              f'(ViT-B/224: {vitb["ratio"]:.3f})', flush=True)
     return plan
+
+
+def tap_geometry(cfg: dict) -> List[dict]:
+    """The supervised blocks of a method's config and the cell (px) of each one's target:
+    LocalMIM's taps (``out_indices``) with cells of patch / scale; MAE's last block (through its
+    decoder) with the patch as the cell of its pixel target."""
+    backbone = cfg['backbone']
+    if cfg['type'] == 'MAE':
+        depth = throughput.arch_settings(backbone['arch'])['num_layers']
+        return [dict(block=depth - 1, cell_px=backbone['patch_size'])]
+    return [dict(block=block, cell_px=cell) for block, cell in
+            zip(backbone['out_indices'], cfg['target_generator']['cell_sizes'])]
+
+
+def describe_taps(geometry: List[dict]) -> str:
+    """'blocks 1 / 3 / 5 / 7: cells 4 / 8 / 16 / 32 px'."""
+    plural = 's' if len(geometry) > 1 else ''
+    blocks = ' / '.join(str(g['block']) for g in geometry)
+    cells = ' / '.join(str(g['cell_px']) for g in geometry)
+    return f'block{plural} {blocks}: cell{plural} {cells} px'
 
 
 def describe_decoder(cfg: dict) -> dict:
@@ -520,6 +562,14 @@ def per_class(root: str, split: str, total: Optional[int]) -> Optional[int]:
     return max(1, total // len(classes))
 
 
+def load_pretrain_images(args) -> torch.Tensor:
+    """The pre-training images: the train split only (class-balanced ``--train-images``)."""
+    images, _, _ = load_image_folder(
+        args.data_root, args.train_split, args.img_size,
+        per_class(args.data_root, args.train_split, args.train_images), args.cache_dir)
+    return images
+
+
 def load_eval_data(args) -> dict:
     bank = per_class(args.data_root, args.train_split, args.eval_train_images)
     test = per_class(args.data_root, args.test_split, args.test_images)
@@ -664,11 +714,14 @@ def mean_spread(stats: dict) -> str:
 def to_markdown(report: dict, header: str) -> str:
     s, proto = report['settings'], report['protocol']
     enc = proto['encoder']
-    lines = ['# Learning efficiency: accuracy per pre-training cost', '', header,
+    lines = [f"# Learning efficiency ({proto['name']} protocol): accuracy per pre-training cost",
+             '',
+             *geometry_lines(report), '', header,
              f"Pre-training: {report['num_train_images']} images of `{s['train_split']}` "
-             f"(class-balanced), {proto['img_size']} px, patch {proto['patch_size']}, encoder "
+             f"({'class-balanced' if s['train_images'] else 'all'}), {proto['img_size']} px, "
+             f"patch {proto['patch_size']}, encoder "
              f"ViT {enc['embed_dims']} wide x {enc['num_layers']} blocks ({enc['num_heads']} "
-             f"heads), mask ratio 0.75, batch {s['batch_size']}, AdamW lr "
+             f"heads), mask ratio {proto['mask_ratio']:g}, batch {s['batch_size']}, AdamW lr "
              f"{proto['peak_lr']:.2e}, warm-up {s['warmup_steps']} steps, each budget's last "
              f"{100 * s['cooldown']:.0f} % decaying to 1e-6 (warmup-stable-decay; every "
              f"checkpoint annealed). Seeds {s['seeds']} (ablations: {s['ablation_seeds']}). "
@@ -731,6 +784,21 @@ def to_markdown(report: dict, header: str) -> str:
     return '\n'.join(lines) + '\n'
 
 
+def geometry_lines(report: dict) -> List[str]:
+    """The protocol's geometry: input, patch, token grid and each method's target cells per
+    supervised block, next to the same method's at ViT-B/16, 224 px (the paper's recipe)."""
+    proto = report['protocol']
+    grid = proto['img_size'] // proto['patch_size']
+    lines = [f"**Protocol `{proto['name']}`: {proto['img_size']}-px inputs, patch "
+             f"{proto['patch_size']} ({grid} x {grid} = {grid * grid} tokens), mask ratio "
+             f"{proto['mask_ratio']:g}.** Target cell of each supervised block, this run | "
+             'ViT-B/16 at 224 px (the recipe):', '']
+    for name, m in report['methods'].items():
+        lines.append(f"* {name}: {describe_taps(m['geometry'])} | "
+                     f"{describe_taps(m['vitb_geometry'])}")
+    return lines
+
+
 def order(method: str) -> int:
     names = METHODS + ABLATIONS
     return names.index(method) if method in names else len(names)
@@ -784,20 +852,27 @@ def write_report(report: dict, header: str, stem: str) -> None:
 def add_data_args(parser) -> None:
     parser.add_argument('--data-root', help='image-folder dataset: ROOT/<split>/<class>/<img>')
     parser.add_argument('--archive', help='a .tar.gz of such a folder, unpacked into --cache-dir '
-                        '(then --data-root defaults to the unpacked folder)')
+                        '(then --data-root defaults to the unpacked folder, or to its only '
+                        'sub-folder when the splits lie there, as in the Caltech archive)')
     parser.add_argument('--cache-dir', default=None,
                         help='where to unpack --archive and cache decoded images')
     parser.add_argument('--train-split', default='train')
     parser.add_argument('--test-split', default='test')
+    parser.add_argument('--protocol', choices=list(PROTOCOLS), default='cifar',
+                        help='cifar: the CIFAR-scale protocol (cpu: 32 px, patch 4, cells 1-8 '
+                        'px; cuda: 224 px, patch 16); caltech128: ViT-B/16\'s target geometry '
+                        '(128 px, patch 16, cells 4 / 8 / 16 / 32 px, every image of the folder)')
     parser.add_argument('--device', choices=['cpu', 'cuda'], default='cpu',
-                        help='cpu: the tiny CIFAR-scale protocol; cuda: ViT-S/16 at 224 px')
+                        help='cpu: a 128-wide, 8-block ViT; cuda: ViT-S/16')
     parser.add_argument('--img-size', type=int, default=None,
-                        help='image size (default: the device protocol\'s: 32 / 224)')
+                        help='image size (default: the protocol\'s: cifar 32 (cpu) / 224 '
+                        '(cuda), caltech128 128; evaluate: the checkpoints\' own)')
     parser.add_argument('--eval-train-images', type=int, default=None,
                         help='k-NN bank / probe training images, class-balanced (default: the '
                         'pre-training set; 0: all)')
     parser.add_argument('--test-images', type=int, default=None,
-                        help='test images, class-balanced (default 5000; 0: all)')
+                        help='test images, class-balanced (default: cifar 5000, caltech128 '
+                        'all; 0: all)')
     parser.add_argument('--eval-batch-size', type=int, default=256)
     parser.add_argument('--knn-k', type=int, default=20)
     parser.add_argument('--knn-temperature', type=float, default=0.07)
@@ -817,10 +892,11 @@ def parse_args(argv=None):
     add_data_args(run)
     run.add_argument('--budgets', type=float, nargs='+', default=None,
                      help='pre-training budgets in epochs of the pre-training set, increasing '
-                     '(default: cpu 4 8 12 16, cuda 2 4 6 8)')
+                     '(default: cifar cpu 4 8 12 16, cuda 2 4 6 8; caltech128 cpu 6 8 12 18 '
+                     '24, cuda 20 40 60 80)')
     run.add_argument('--train-images', type=int, default=None,
-                     help='pre-training images, class-balanced (default: cpu 5000, cuda 20000; '
-                     '0: all)')
+                     help='pre-training images, class-balanced (default: cifar cpu 5000, cuda '
+                     '20000; caltech128 all; 0: all)')
     run.add_argument('--batch-size', type=int, default=None, help='default: cpu 64, cuda 256')
     run.add_argument('--blr', type=float, default=1.5e-3, help='lr = blr * batch / 256')
     run.add_argument('--warmup-epochs', type=float, default=None,
@@ -850,7 +926,8 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     resolve_defaults(parser, args)
     if args.archive:
-        args.data_root = unpack(args.archive, args.cache_dir, args.data_root)
+        args.data_root = unpack(args.archive, args.cache_dir, args.data_root,
+                                args.train_split)
     if not args.data_root:
         parser.error('give --data-root (or --archive with --cache-dir)')
     return args
@@ -858,11 +935,13 @@ def parse_args(argv=None):
 
 def resolve_defaults(parser, args) -> None:
     """Fill unset options from the device protocol (and --quick); check them."""
-    scale = dict(SCALES[args.device])
+    scale = dict(PROTOCOLS[args.protocol]['scales'][args.device])
     quick = getattr(args, 'quick', False)
     if quick:
         scale.update(QUICK)
     args.scale = scale
+    if args.command == 'evaluate' and args.img_size is None:
+        args.img_size = checkpoints_img_size(parser, args.checkpoints)
     args.img_size = args.img_size or scale['img_size']
     scale['img_size'] = args.img_size
     args.probe_epochs = args.probe_epochs or scale['probe_epochs']
@@ -871,7 +950,7 @@ def resolve_defaults(parser, args) -> None:
     args.out_dir = args.out_dir or ('docs/results' if args.command == 'run' and not quick
                                     else 'work_dirs/benchmarks')
     try:
-        output_stem(args.out_dir, 'learning_efficiency', args.tag)
+        output_stem(args.out_dir, PROTOCOLS[args.protocol]['report'], args.tag)
     except ValueError as err:
         parser.error(str(err))
     if args.command != 'run':
@@ -887,9 +966,8 @@ def resolve_defaults(parser, args) -> None:
     args.ablation_seeds = (args.seeds[:1] if args.ablation_seeds is None
                            else args.ablation_seeds)
     args.work_dir = args.work_dir or osp.join(
-        'work_dirs', 'benchmarks',
-        'learning_efficiency' + (f'_{args.tag}' if args.tag else '') + ('_quick' if quick
-                                                                         else ''))
+        'work_dirs', 'benchmarks', PROTOCOLS[args.protocol]['report']
+        + (f'_{args.tag}' if args.tag else '') + ('_quick' if quick else ''))
     if any(b <= 0 for b in args.budgets) or sorted(set(args.budgets)) != args.budgets:
         parser.error(f'--budgets={args.budgets} must be positive and strictly increasing')
     if not 0 < args.cooldown < 1:
@@ -901,7 +979,26 @@ def resolve_defaults(parser, args) -> None:
     args.warmup_epochs = warmup_epochs
 
 
-def unpack(archive: str, cache_dir: Optional[str], data_root: Optional[str]) -> str:
+def checkpoints_img_size(parser, paths: List[str]) -> Optional[int]:
+    """The image size the checkpoints were trained at (their ``meta.model``); None when they
+    carry no config (then the protocol's size, or --img-size)."""
+    sizes = {}
+    for path in paths:
+        if not osp.isfile(path):
+            parser.error(f'checkpoint {path!r} does not exist; give the .pth files of a run')
+        meta = torch.load(path, map_location='cpu', weights_only=True).get('meta', {})
+        if isinstance(meta, dict) and 'model' in meta:
+            sizes[path] = meta['model']['backbone']['img_size']
+    if len(set(sizes.values())) > 1:
+        parser.error(f'the checkpoints were trained at different image sizes ({sizes}); '
+                     'evaluate each size in its own call')
+    return next(iter(sizes.values()), None)
+
+
+def unpack(archive: str, cache_dir: Optional[str], data_root: Optional[str],
+           split: str = 'train') -> str:
+    """Unpack ``archive`` into ``cache_dir`` once; the data root is the unpacked folder, or its
+    only sub-folder when the splits lie one level down (``NAME/{train,test}/...``)."""
     if not cache_dir:
         raise SystemExit('--archive needs --cache-dir (where to unpack it)')
     target = osp.join(cache_dir, osp.basename(archive).split('.')[0])
@@ -910,7 +1007,12 @@ def unpack(archive: str, cache_dir: Optional[str], data_root: Optional[str]) -> 
         with tarfile.open(archive) as tar:
             tar.extractall(target + '.tmp', filter='data')
         os.replace(target + '.tmp', target)
-    return data_root or target
+    if data_root:
+        return data_root
+    subdirs = [d for d in os.listdir(target) if osp.isdir(osp.join(target, d))]
+    if not osp.isdir(osp.join(target, split)) and len(subdirs) == 1:
+        return osp.join(target, subdirs[0])
+    return target
 
 
 class Phases:
@@ -947,9 +1049,7 @@ def main(argv=None) -> dict:
     if args.command == 'evaluate':
         return evaluate_only(args, data, device, provenance)
 
-    train_per_class = per_class(args.data_root, args.train_split, args.train_images)
-    images, _, _ = load_image_folder(args.data_root, args.train_split, args.img_size,
-                                     train_per_class, args.cache_dir)
+    images = load_pretrain_images(args)
     n_train = len(images)
     args.warmup_steps = max(1, round(args.warmup_epochs * n_train / args.batch_size))
     budgets = schedule(args, n_train)
@@ -972,9 +1072,10 @@ def main(argv=None) -> dict:
     report = dict(
         settings={k: v for k, v in vars(args).items()
                   if isinstance(v, (int, float, str, list, type(None)))},
-        protocol=dict(encoder=args.scale['encoder'], img_size=args.img_size,
-                      patch_size=args.scale['patch_size'],
-                      peak_lr=args.blr * args.batch_size / 256, budgets=budgets),
+        protocol=dict(name=args.protocol, encoder=args.scale['encoder'],
+                      img_size=args.img_size, patch_size=args.scale['patch_size'],
+                      mask_ratio=mask_ratio(plan), peak_lr=args.blr * args.batch_size / 256,
+                      budgets=budgets),
         methods={name: {k: v for k, v in p.items()} for name, p in plan.items()},
         step_costs=step_costs, num_train_images=n_train, num_eval_train=len(data['train_x']),
         num_eval_test=len(data['test_x']), phase_wall_s=phases.seconds, results=results,
@@ -983,8 +1084,17 @@ def main(argv=None) -> dict:
         ablations=ablation_table(results, ablations, args.budgets))
     report = dict(provenance=provenance.finish(), **report)
     write_report(report, provenance.markdown(),
-                 output_stem(args.out_dir, 'learning_efficiency', args.tag))
+                 output_stem(args.out_dir, PROTOCOLS[args.protocol]['report'], args.tag))
     return report
+
+
+def mask_ratio(plan: Dict[str, dict]) -> float:
+    """The mask ratio of every method (one value: it is not a per-method setting here)."""
+    ratios = {p['config']['backbone']['mask_ratio'] for p in plan.values()}
+    if len(ratios) != 1:
+        raise ValueError(f'the methods mask different shares of the patches ({sorted(ratios)}); '
+                         'the comparison needs one mask ratio for all')
+    return ratios.pop()
 
 
 def evaluate_only(args, data: dict, device: torch.device, provenance: Provenance) -> dict:

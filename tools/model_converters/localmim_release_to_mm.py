@@ -18,22 +18,20 @@ summary names every dropped key. The output is a pure-tensor file that
 * transfers like a published checkpoint:
   ``init_cfg=dict(type='LoudPretrained', checkpoint=OUT, prefix='backbone.')``.
 
+Converting by hand is optional: every loader of this project (``load_from``, ``init_cfg``,
+``localmim_mm.zoo.get_model(name, pretrained=...)``) converts a release file or URL on the fly.
+
 Release files pickle their ``argparse`` arguments (``args``); they load without
 ``--trust-pickle``: exactly ``argparse.Namespace`` is allowed besides tensors and plain data.
 """
 import argparse
 import os.path as osp
 
-import torch
 
 from localmim_mm.transfer.checkpoint_io import (model_state_dict, package_versions,
                                                 read_checkpoint, save_pure_checkpoint,
                                                 sha256_of)
 from localmim_mm.transfer.release_layouts import LAYOUTS, convert_release, summarize_names
-
-# What the release's ``save_model`` pickles besides tensors and plain data: its arguments.
-RELEASE_PICKLED_TYPES = [argparse.Namespace]
-
 
 def parse_args():
     parser = argparse.ArgumentParser(description='Authors\' LocalMIM release -> localmim_mm')
@@ -48,8 +46,8 @@ def parse_args():
 
 
 def read_release_checkpoint(path: str, trusted: bool = False) -> dict:
-    with torch.serialization.safe_globals(RELEASE_PICKLED_TYPES):
-        return read_checkpoint(path, trusted=trusted)
+    """The file as the release wrote it (the weights-only unpickler accepts its Namespace)."""
+    return read_checkpoint(path, trusted=trusted, convert_release=False)
 
 
 def convert(in_file: str, out_file: str, layout: str = None, trusted: bool = False) -> str:

@@ -11,6 +11,7 @@ The file loads with ``torch.load(path, weights_only=True)`` and is readable by a
 the usual umask). The path you typed becomes a symbolic link to it, so configs can name the
 stable ``checkpoints/localmim_vit-base-p16_8xb256-coslr-1600e_in1k.pth`` (a new publish moves the
 link; a regular file there is never replaced). The last line printed is the published file.
+Given a file it already published, it says so and prints that file (nothing is written).
 """
 import argparse
 import os
@@ -65,6 +66,13 @@ def build_meta(ckpt: dict, in_file: str, config: str = None) -> dict:
     return meta
 
 
+def is_published(ckpt: dict) -> bool:
+    """A file this script wrote: ``state_dict`` and a meta with the config and key layout."""
+    meta = ckpt.get('meta')
+    return set(ckpt) == {'state_dict', 'meta'} and isinstance(meta, dict) \
+        and 'config' in meta and 'key_layout' in meta
+
+
 def check_link_target_free(link: str) -> None:
     """The stable name may be a link (moved to the new file) or absent, never a regular file."""
     if osp.lexists(link) and not osp.islink(link):
@@ -82,8 +90,20 @@ def point_link(link: str, target: str) -> None:
 
 
 def publish(in_file: str, out_file: str, config: str = None, trusted: bool = False) -> str:
+<<<<<<< HEAD
     check_link_target_free(out_file)
+    ckpt = read_checkpoint(in_file, trusted=trusted, convert_release=False)
+=======
     ckpt = read_checkpoint(in_file, trusted=trusted)
+    if is_published(ckpt):
+        final = osp.realpath(in_file)
+        source = ckpt['meta'].get('source', 'a runner checkpoint')
+        print(f'{in_file} is already a published checkpoint (published from {source}; its meta '
+              'holds the config): nothing to do, it is the file below')
+        print(final)
+        return final
+    check_link_target_free(out_file)
+>>>>>>> edges
     if 'state_dict' not in ckpt:
         raise ValueError(f'{in_file} is not an mmengine runner checkpoint (no "state_dict"; keys '
                          f'{sorted(ckpt)[:8]}). For the authors\' release use '

@@ -1,6 +1,10 @@
 # The paper's pre-training optimisation (spec section 5): AdamW (0.9, 0.95), wd 0.05 with no decay
 # on norms, biases and tokens, lr = blr * batch / 256, linear warmup then half-cycle cosine per
-# iteration, AMP. Recipes set `blr`, `batch_size`, `epochs`, `warmup_epochs` and `min_lr`.
+# iteration, AMP. The values are the ViT-B/16 1600-epoch recipe's. The cosine's T_max is left to
+# mmengine, which takes end - begin (after convert_to_iter_based has scaled both to iterations).
+# A recipe of another length or floor moves this schedule's phases, e.g.
+#   param_scheduler = [dict(_base_.param_scheduler[0], end=warmup_epochs),
+#                      dict(_base_.param_scheduler[1], begin=warmup_epochs, end=epochs)]
 blr = 2e-4
 total_batch = 2048
 epochs = 1600
@@ -25,8 +29,8 @@ optim_wrapper = dict(
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-4, by_epoch=True, begin=0, end=warmup_epochs,
          convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', T_max=epochs - warmup_epochs, eta_min=min_lr, by_epoch=True,
-         begin=warmup_epochs, end=epochs, convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', eta_min=min_lr, by_epoch=True, begin=warmup_epochs,
+         end=epochs, convert_to_iter_based=True),
 ]
 
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=epochs)

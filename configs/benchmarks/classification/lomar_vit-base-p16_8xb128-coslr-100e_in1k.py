@@ -12,10 +12,11 @@
 # has no relative position bias (see docs/lomar.md). A load that matches nothing, a shape mismatch
 # or a missing encoder weight stops the run (only the new fine-tune norm `ln2` may be missing).
 _base_ = ['mmpretrain::mae/benchmarks/vit-base-p16_8xb128-coslr-100e_in1k.py']
-custom_imports = dict(imports=['localmim_mm'], allow_failed_imports=False)
+custom_imports = dict(imports=['localmim_mm', 'localmim_mm.runtime.enable'],
+                      allow_failed_imports=False)
 
 checkpoint = 'work_dirs/lomar_vit-base-p16_8xb512-coslr-400e_in1k/epoch_400.pth'
-lr, epochs, warmup_epochs = 2e-3, 100, 20
+epochs, warmup_epochs = 100, 20
 
 # Corrupt or truncated images fail naming the file (docs/guarantees.md): the stock pipelines with
 # StrictLoadImageFromFile (same arguments) in place of LoadImageFromFile.
@@ -34,14 +35,10 @@ model = dict(
         init_cfg=dict(type='LoudPretrained', checkpoint=checkpoint, prefix='backbone.',
                       allow_missing=['ln2.*'])))
 
-optim_wrapper = dict(
-    optimizer=dict(type='AdamW', lr=lr, weight_decay=0.05, betas=(0.9, 0.999)),
-    constructor='LearningRateDecayOptimWrapperConstructor',
-    paramwise_cfg=dict(layer_decay_rate=0.65))
+# optimiser (AdamW, lr 2e-3, wd 0.05, layer decay 0.65) and 100 epochs: the MAE recipe's
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-4, by_epoch=True, begin=0, end=warmup_epochs,
          convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', T_max=epochs - warmup_epochs, by_epoch=True,
-         begin=warmup_epochs, end=epochs, eta_min=1e-6, convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', eta_min=1e-6, by_epoch=True, begin=warmup_epochs, end=epochs,
+         convert_to_iter_based=True),
 ]
-train_cfg = dict(by_epoch=True, max_epochs=epochs)

@@ -9,16 +9,17 @@
 #   python tools/train.py configs/benchmarks/classification/swin-base-w7_8xb128-amp-coslr-100e_in1k.py \
 #       --cfg-options model.backbone.init_cfg.checkpoint=PATH/TO/localmim_swin-base-w7.pth
 _base_ = [
-    'mmpretrain::_base_/datasets/imagenet_bs64_swin_224.py',  # RandAug m9, erasing 0.25, 256/224
+    '../../_base_/models/classifier_finetune.py',
+    '../../_base_/datasets/imagenet_bs128_finetune.py',  # RandAug m9, erasing 0.25, 256/224
+    '../../_base_/schedules/adamw_layer-decay_coslr.py',
     '../../_base_/default_runtime.py',
 ]
-custom_imports = dict(imports=['localmim_mm', 'localmim_mm.transfer'], allow_failed_imports=False)
+custom_imports = dict(imports=['localmim_mm', 'localmim_mm.runtime.enable'],
+                      allow_failed_imports=False)
 
-lr, min_lr, layer_decay = 4e-3, 2.5e-7, 0.9
-epochs, warmup_epochs = 100, 20
+lr, min_lr, layer_decay = 4e-3, 2.5e-7, 0.9  # 100 epochs, 20 warm-up: the base's
 
 model = dict(
-    type='ImageClassifier',
     backbone=dict(
         type='SwinTransformer',
         arch='base',
@@ -29,45 +30,17 @@ model = dict(
         init_cfg=dict(type='LoudPretrained', checkpoint='', prefix='backbone.',
                       allow_missing=['norm3.*'])),
     neck=dict(type='GlobalAveragePooling'),
-    head=dict(
-        type='LinearClsHead',
-        num_classes=1000,
-        in_channels=1024,
-        loss=dict(type='LabelSmoothLoss', label_smooth_val=0.1, mode='original'),
-        init_cfg=[dict(type='TruncNormal', layer='Linear', std=2e-5)]),
-    train_cfg=dict(augments=[dict(type='Mixup', alpha=0.8), dict(type='CutMix', alpha=1.0)]))
-
-# Corrupt or truncated images fail naming the file (docs/guarantees.md): the stock pipelines with
-# StrictLoadImageFromFile (same arguments) in place of LoadImageFromFile.
-train_pipeline = [dict(_base_.train_pipeline[0], type='StrictLoadImageFromFile'),
-                  *_base_.train_pipeline[1:]]
-test_pipeline = [dict(_base_.test_pipeline[0], type='StrictLoadImageFromFile'),
-                 *_base_.test_pipeline[1:]]
-train_dataloader = dict(batch_size=128, num_workers=8, dataset=dict(pipeline=train_pipeline))
-val_dataloader = dict(batch_size=128, num_workers=8, dataset=dict(pipeline=test_pipeline))
-test_dataloader = val_dataloader
-
+    head=dict(in_channels=1024))
 optim_wrapper = dict(
-    type='AmpOptimWrapper',
-    loss_scale='dynamic',
     accumulative_counts=2,
-    optimizer=dict(type='AdamW', lr=lr, betas=(0.9, 0.999), weight_decay=0.05),
-    constructor='LearningRateDecayOptimWrapperConstructor',
+    optimizer=dict(lr=lr),
     paramwise_cfg=dict(
         layer_decay_rate=layer_decay,
-        flat_decay_mult=0.0,
         custom_keys={
             '.absolute_pos_embed': dict(decay_mult=0.0),
             '.relative_position_bias_table': dict(decay_mult=0.0)
         }))
-param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-4, by_epoch=True, begin=0, end=warmup_epochs,
-         convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', T_max=epochs - warmup_epochs, eta_min_ratio=min_lr / lr,
-         by_epoch=True, begin=warmup_epochs, end=epochs, convert_to_iter_based=True),
-]
-train_cfg = dict(by_epoch=True, max_epochs=epochs, val_interval=1)
-val_cfg = dict()
-test_cfg = dict()
+param_scheduler = [_base_.param_scheduler[0],
+                   dict(_base_.param_scheduler[1], eta_min_ratio=min_lr / lr)]
 auto_scale_lr = dict(base_batch_size=2048)
 default_hooks = dict(checkpoint=dict(interval=1, max_keep_ckpts=3))

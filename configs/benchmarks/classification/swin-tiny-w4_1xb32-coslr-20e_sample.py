@@ -53,21 +53,13 @@ test_dataloader = val_dataloader
 
 optim_wrapper = dict(
     _delete_=True,
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=lr, betas=(0.9, 0.999), weight_decay=0.05),
-    constructor='LearningRateDecayOptimWrapperConstructor',
-    paramwise_cfg=dict(
-        layer_decay_rate=layer_decay,
-        flat_decay_mult=0.0,
-        custom_keys={
-            '.absolute_pos_embed': dict(decay_mult=0.0),
-            '.relative_position_bias_table': dict(decay_mult=0.0)
-        }))
+    type='OptimWrapper',  # float32
+    optimizer=dict(_base_.optim_wrapper.optimizer, lr=lr),
+    constructor=_base_.optim_wrapper.constructor,
+    paramwise_cfg=dict(_base_.optim_wrapper.paramwise_cfg, layer_decay_rate=layer_decay))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-3, by_epoch=True, begin=0, end=warmup_epochs,
-         convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', T_max=epochs - warmup_epochs, eta_min_ratio=min_lr / lr,
-         by_epoch=True, begin=warmup_epochs, end=epochs, convert_to_iter_based=True),
+    dict(_base_.param_scheduler[0], start_factor=1e-3, end=warmup_epochs),
+    dict(_base_.param_scheduler[1], begin=warmup_epochs, end=epochs, eta_min_ratio=min_lr / lr),
 ]
 train_cfg = dict(max_epochs=epochs)
 auto_scale_lr = dict(base_batch_size=32)

@@ -8,16 +8,15 @@
 #   python tools/train.py configs/benchmarks/classification/vit-base-p16_8xb128-amp-coslr-100e_in1k.py \
 #       --cfg-options model.backbone.init_cfg.checkpoint=PATH/TO/localmim_vit-base-p16.pth
 _base_ = [
-    'mmpretrain::_base_/datasets/imagenet_bs64_swin_224.py',  # RandAug m9, erasing 0.25, 256/224
+    '../../_base_/models/classifier_finetune.py',
+    '../../_base_/datasets/imagenet_bs128_finetune.py',  # RandAug m9, erasing 0.25, 256/224
+    '../../_base_/schedules/adamw_layer-decay_coslr.py',  # lr 2e-3, min 1e-5, ld 0.65, 100 ep
     '../../_base_/default_runtime.py',
 ]
-custom_imports = dict(imports=['localmim_mm', 'localmim_mm.transfer'], allow_failed_imports=False)
-
-lr, min_lr, layer_decay = 2e-3, 1e-5, 0.65
-epochs, warmup_epochs = 100, 20
+custom_imports = dict(imports=['localmim_mm', 'localmim_mm.runtime.enable'],
+                      allow_failed_imports=False)
 
 model = dict(
-    type='ImageClassifier',
     backbone=dict(
         type='VisionTransformer',
         arch='base',
@@ -30,44 +29,9 @@ model = dict(
         init_cfg=dict(type='LoudPretrained', checkpoint='', prefix='backbone.',
                       allow_missing=['ln2.*'])),
     neck=None,
-    head=dict(
-        type='LinearClsHead',
-        num_classes=1000,
-        in_channels=768,
-        loss=dict(type='LabelSmoothLoss', label_smooth_val=0.1, mode='original'),
-        init_cfg=[dict(type='TruncNormal', layer='Linear', std=2e-5)]),
-    train_cfg=dict(augments=[dict(type='Mixup', alpha=0.8), dict(type='CutMix', alpha=1.0)]))
-
-# Corrupt or truncated images fail naming the file (docs/guarantees.md): the stock pipelines with
-# StrictLoadImageFromFile (same arguments) in place of LoadImageFromFile.
-train_pipeline = [dict(_base_.train_pipeline[0], type='StrictLoadImageFromFile'),
-                  *_base_.train_pipeline[1:]]
-test_pipeline = [dict(_base_.test_pipeline[0], type='StrictLoadImageFromFile'),
-                 *_base_.test_pipeline[1:]]
-train_dataloader = dict(batch_size=128, num_workers=8, dataset=dict(pipeline=train_pipeline))
-val_dataloader = dict(batch_size=128, num_workers=8, dataset=dict(pipeline=test_pipeline))
-test_dataloader = val_dataloader
-
-optim_wrapper = dict(
-    type='AmpOptimWrapper',
-    loss_scale='dynamic',
-    optimizer=dict(type='AdamW', lr=lr, betas=(0.9, 0.999), weight_decay=0.05),
-    constructor='LearningRateDecayOptimWrapperConstructor',
-    paramwise_cfg=dict(
-        layer_decay_rate=layer_decay,
-        flat_decay_mult=0.0,
-        custom_keys={
-            '.cls_token': dict(decay_mult=0.0),
-            '.pos_embed': dict(decay_mult=0.0)
-        }))
-param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-4, by_epoch=True, begin=0, end=warmup_epochs,
-         convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', T_max=epochs - warmup_epochs, eta_min_ratio=min_lr / lr,
-         by_epoch=True, begin=warmup_epochs, end=epochs, convert_to_iter_based=True),
-]
-train_cfg = dict(by_epoch=True, max_epochs=epochs, val_interval=1)
-val_cfg = dict()
-test_cfg = dict()
-auto_scale_lr = dict(base_batch_size=1024)
+    head=dict(in_channels=768))
+optim_wrapper = dict(paramwise_cfg=dict(custom_keys={
+    '.cls_token': dict(decay_mult=0.0),
+    '.pos_embed': dict(decay_mult=0.0)
+}))
 default_hooks = dict(checkpoint=dict(interval=1, max_keep_ckpts=3))

@@ -4,9 +4,5 @@ _base_ = './vit-base-p16_8xb128-amp-coslr-100e_in1k.py'
 
 lr, min_lr, layer_decay = 4e-3, 1e-6, 0.75
 optim_wrapper = dict(optimizer=dict(lr=lr), paramwise_cfg=dict(layer_decay_rate=layer_decay))
-param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-4, by_epoch=True, begin=0, end=20,
-         convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', T_max=80, eta_min_ratio=min_lr / lr, by_epoch=True, begin=20,
-         end=100, convert_to_iter_based=True),
-]
+param_scheduler = [_base_.param_scheduler[0],
+                   dict(_base_.param_scheduler[1], eta_min_ratio=min_lr / lr)]

@@ -10,7 +10,8 @@ _base_ = [
     'mmpretrain::_base_/datasets/imagenet_bs32_pil_resize.py',
     '../../_base_/default_runtime.py',
 ]
-custom_imports = dict(imports=['localmim_mm', 'localmim_mm.transfer'], allow_failed_imports=False)
+custom_imports = dict(imports=['localmim_mm', 'localmim_mm.runtime.enable'],
+                      allow_failed_imports=False)
 
 epochs, warmup_epochs = 90, 10
 
@@ -53,8 +54,8 @@ optim_wrapper = dict(
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-4, by_epoch=True, begin=0, end=warmup_epochs,
          convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', T_max=epochs - warmup_epochs, eta_min=0.0, by_epoch=True,
-         begin=warmup_epochs, end=epochs, convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', eta_min=0.0, by_epoch=True, begin=warmup_epochs, end=epochs,
+         convert_to_iter_based=True),
 ]
 train_cfg = dict(by_epoch=True, max_epochs=epochs, val_interval=1)
 val_cfg = dict()

@@ -11,9 +11,7 @@ epochs, warmup_epochs = 50, 5
 model = dict(backbone=dict(arch='large', drop_path_rate=0.2), head=dict(in_channels=1024))
 optim_wrapper = dict(optimizer=dict(lr=lr), paramwise_cfg=dict(layer_decay_rate=layer_decay))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-4, by_epoch=True, begin=0, end=warmup_epochs,
-         convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', T_max=epochs - warmup_epochs, eta_min_ratio=min_lr / lr,
-         by_epoch=True, begin=warmup_epochs, end=epochs, convert_to_iter_based=True),
+    dict(_base_.param_scheduler[0], end=warmup_epochs),
+    dict(_base_.param_scheduler[1], begin=warmup_epochs, end=epochs, eta_min_ratio=min_lr / lr),
 ]
 train_cfg = dict(max_epochs=epochs)

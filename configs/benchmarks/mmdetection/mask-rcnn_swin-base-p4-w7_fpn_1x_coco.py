@@ -8,7 +8,8 @@
 #       --cfg-options model.backbone.init_cfg.checkpoint=PATH/TO/localmim_swin-base.pth
 _base_ = 'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py'
 custom_imports = dict(
-    imports=['localmim_mm', 'localmim_mm.transfer', 'localmim_mm.det'], allow_failed_imports=False)
+    imports=['localmim_mm', 'localmim_mm.runtime.enable', 'localmim_mm.det'],
+    allow_failed_imports=False)
 
 checkpoint = 'checkpoints/localmim_swin-base-p4-w7.pth'  # a LocalMIM (runner or published) file
 model = dict(

@@ -2,7 +2,8 @@
 # augmentation of DETR). Backbone and loading as in the 1x config.
 _base_ = 'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_ms-crop-3x_coco.py'
 custom_imports = dict(
-    imports=['localmim_mm', 'localmim_mm.transfer', 'localmim_mm.det'], allow_failed_imports=False)
+    imports=['localmim_mm', 'localmim_mm.runtime.enable', 'localmim_mm.det'],
+    allow_failed_imports=False)
 
 checkpoint = 'checkpoints/localmim_swin-base-p4-w7.pth'
 model = dict(

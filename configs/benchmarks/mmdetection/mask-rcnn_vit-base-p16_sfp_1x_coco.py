@@ -12,7 +12,8 @@ _base_ = [
     'mmdet::_base_/default_runtime.py',
 ]
 custom_imports = dict(
-    imports=['localmim_mm', 'localmim_mm.transfer', 'localmim_mm.det'], allow_failed_imports=False)
+    imports=['localmim_mm', 'localmim_mm.runtime.enable', 'localmim_mm.det'],
+    allow_failed_imports=False)
 
 checkpoint = 'checkpoints/localmim_vit-base-p16.pth'  # a LocalMIM (runner or published) file
 norm_cfg = dict(type='LN2d', eps=1e-6)

@@ -5,7 +5,8 @@
 #       --cfg-options model.backbone.init_cfg.checkpoint=PATH/TO/localmim_swin-base.pth
 _base_ = 'mmseg::swin/swin-base-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py'
 custom_imports = dict(
-    imports=['localmim_mm', 'localmim_mm.transfer', 'localmim_mm.seg'], allow_failed_imports=False)
+    imports=['localmim_mm', 'localmim_mm.runtime.enable', 'localmim_mm.seg'],
+    allow_failed_imports=False)
 
 checkpoint = 'checkpoints/localmim_swin-base-p4-w7.pth'
 model = dict(

@@ -13,7 +13,8 @@ _base_ = [
     'mmseg::_base_/schedules/schedule_160k.py',
 ]
 custom_imports = dict(
-    imports=['localmim_mm', 'localmim_mm.transfer', 'localmim_mm.seg'], allow_failed_imports=False)
+    imports=['localmim_mm', 'localmim_mm.runtime.enable', 'localmim_mm.seg'],
+    allow_failed_imports=False)
 
 checkpoint = 'checkpoints/localmim_vit-base-p16.pth'  # a LocalMIM (runner or published) file
 crop_size = (512, 512)

@@ -1,3 +1,4 @@
+import math
 from typing import Dict, List
 
 import torch
@@ -31,20 +32,36 @@ class LocalMIM(BaseSelfSupervisor):
             raise ValueError(
                 f'LocalMIM: backbone.out_indices has {taps} taps, head.scales {scales} entries '
                 f'and target_generator.cell_sizes {cells}; the three lists must have equal length')
+        self._check_image_tiling()
         self._check_cell_sizes()
 
+    def _check_image_tiling(self) -> None:
+        """Every target cell must tile the input image (``backbone.img_size``) exactly: checked
+        here rather than by the target generator at the first training iteration."""
+        img_size = getattr(self.backbone, 'img_size', None)
+        if img_size is None:
+            return
+        img_size = tuple(img_size) if isinstance(img_size, (tuple, list)) else (img_size, ) * 2
+        for i, cell in enumerate(self.target_generator.cell_sizes):
+            if cell > min(img_size):
+                raise ValueError(
+                    f'LocalMIM: target_generator.cell_sizes[{i}]={cell} px is larger than the '
+                    f'image (backbone img_size={img_size}); use a smaller cell')
+            if any(s % cell for s in img_size):
+                step = math.lcm(*map(int, self.target_generator.cell_sizes))
+                fits = tuple(max(step, s // step * step) for s in img_size)
+                raise ValueError(
+                    f'LocalMIM: backbone img_size={img_size} is not divisible by '
+                    f'target_generator.cell_sizes[{i}]={cell} px: the target cells must tile '
+                    f'the image. Use an input size divisible by {step}, e.g. img_size={fits} '
+                    '(and the same crop size in the data pipeline)')
+
     def _check_cell_sizes(self) -> None:
-        """Each target cell must fit in the image and be the tap's token stride / its scale."""
+        """Each target cell must be the tap's token stride / its scale."""
         strides = getattr(self.backbone, 'tap_strides', None)
         if strides is None:  # a backbone that does not tell its token strides: nothing to check
             return
         cells = list(self.target_generator.cell_sizes)
-        img_size = getattr(self.backbone, 'img_size', None)
-        for i, cell in enumerate(cells):
-            if img_size is not None and cell > min(img_size):
-                raise ValueError(
-                    f'LocalMIM: target_generator.cell_sizes[{i}]={cell} px is larger than the '
-                    f'image (backbone img_size={tuple(img_size)}); use a smaller cell')
         expected = [s / k for s, k in zip(strides, self.head.scales)]
         if expected != cells:
             shown = f'[{", ".join(f"{c:g}" for c in expected)}]'

@@ -21,6 +21,7 @@ from typing import Dict, List, NamedTuple, Optional
 
 import torch
 
+from localmim_mm.transfer.checkpoint_io import read_checkpoint as read_runner_checkpoint
 from localmim_mm.utils.checkpoint_file import CorruptCheckpointError, check_checkpoint_file
 from localmim_mm.utils.resume import find_resumable_checkpoint
 
@@ -183,11 +184,10 @@ def landed_phase(last: Optional[tuple]) -> tuple:
 
 # ------------------------------------------------------------------ checkpoints
 def read_checkpoint(path: str) -> dict:
-    """A runner checkpoint this campaign's runs just wrote (whole-file and CRC check first).
-    Read with the full unpickler on purpose: the harness trusts its own files and must not
-    depend on which safe globals the runtime registers."""
+    """A runner checkpoint this campaign's runs just wrote (whole-file and CRC check first),
+    read as every loader of the project reads it: the weights-only unpickler."""
     check_checkpoint_file(path, verify_crc=True)
-    return torch.load(path, map_location='cpu', weights_only=False)
+    return read_runner_checkpoint(path, convert_release=False)
 
 
 def checkpoint_iter(path: Optional[str]) -> int:

@@ -11,7 +11,7 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from .checkpoint_file import CorruptCheckpointError, check_checkpoint_file
-from .process import die_with_parent
+from .process import die_with_parent, forked_children_die_with_this_process
 from .resume import resolve_auto_resume
 from .work_dir_lock import WorkDirBusyError, lock_work_dir
 
@@ -80,8 +80,10 @@ def guard_worker(launcher: str, launcher_pid: int) -> None:
 
 def guard_training_run(cfg: Config, launcher: str, launcher_pid: int, auto_resume: bool) -> None:
     """Before building the Runner: die with the launcher, hold the work dir (rank 0), pick the
-    checkpoint ``--resume`` continues from, and refuse a truncated ``load_from``."""
+    checkpoint ``--resume`` continues from, and refuse a truncated ``load_from``; the
+    dataloader workers it forks die with it."""
     guard_worker(launcher, launcher_pid)
+    forked_children_die_with_this_process()
     rank0 = launcher_rank() == 0
     if rank0:
         try:

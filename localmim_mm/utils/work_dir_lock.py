@@ -17,8 +17,9 @@ import os.path as osp
 import socket
 import sys
 import time
+from typing import Optional
 
-__all__ = ['WorkDirBusyError', 'lock_work_dir', 'LOCK_NAME']
+__all__ = ['WorkDirBusyError', 'lock_work_dir', 'live_holder', 'LOCK_NAME']
 
 LOCK_NAME = '.train.lock'
 _held = {}  # work dir -> open file object; kept for the process's life
@@ -44,8 +45,7 @@ def lock_work_dir(work_dir: str) -> str:
     except OSError as err:
         if err.errno not in (errno.EACCES, errno.EAGAIN):
             raise
-        handle.seek(0)
-        holder = handle.read().strip() or 'a process that wrote no details'
+        holder = _holder(handle)
         handle.close()
         raise WorkDirBusyError(
             f'work dir {work_dir} is in use by a live training run ({holder}). Two runs in one '
@@ -58,3 +58,30 @@ def lock_work_dir(work_dir: str) -> str:
     handle.flush()
     _held[work_dir] = handle
     return path
+
+
+def _holder(handle) -> str:
+    handle.seek(0)
+    return handle.read().strip() or 'a process that wrote no details'
+
+
+def live_holder(work_dir: str) -> Optional[str]:
+    """Who holds ``work_dir`` (PID, host, command line), or None when no live run does.
+
+    For a process that does not hold the lock itself (e.g. a harness that starts runs there):
+    it tests the lock by taking and dropping it at once.
+    """
+    path = osp.join(osp.abspath(work_dir), LOCK_NAME)
+    if osp.abspath(work_dir) in _held:
+        raise RuntimeError(f'live_holder: this process holds {path} itself')
+    if not osp.isfile(path):
+        return None
+    with open(path, 'a+') as handle:
+        try:
+            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            if err.errno not in (errno.EACCES, errno.EAGAIN):
+                raise
+            return _holder(handle)
+        fcntl.lockf(handle, fcntl.LOCK_UN)
+    return None

@@ -40,3 +40,18 @@ def tiny_localmim_checkpoint(tmp_path_factory):
     work_dir = tmp_path_factory.mktemp('tiny_localmim')
     train(TINY_VIT_CONFIG, work_dir, '--cfg-options', 'train_cfg.max_epochs=1')
     return osp.join(work_dir, 'epoch_1.pth')
+
+
+# Under pytest-xdist (tools/run_tests.sh: -n 2 --dist loadgroup) each file's tests stay on one
+# worker, and the files that launch several processes (torchrun, gloo) share one worker, so no
+# two multi-process runs overlap on a 2-core machine.
+MULTIPROCESS_FILES = {'test_chaos_resume.py', 'test_foundation.py', 'test_hook_costs.py',
+                      'test_monitor.py', 'test_reliability_distributed.py', 'test_scale_out.py',
+                      'test_sharp_edges.py', 'test_stock_tools.py'}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        name = osp.basename(str(item.fspath))
+        group = 'multiprocess' if name in MULTIPROCESS_FILES else name
+        item.add_marker(pytest.mark.xdist_group(group))

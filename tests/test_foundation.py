@@ -89,8 +89,8 @@ def test_resume_from_runner_checkpoint_under_weights_only(tmp_path):
 
 
 def test_load_from_runner_checkpoint(tmp_path, tiny_localmim_checkpoint):
-    proc = train(TINY_VIT_CONFIG, tmp_path, '--cfg-options', f'load_from={tiny_localmim_checkpoint}',
-                 *TWO_ITERS[1:])
+    proc = train(TINY_VIT_CONFIG, tmp_path, '--cfg-options',
+                 f'load_from={tiny_localmim_checkpoint}', *TWO_ITERS[1:])
     assert 'Load checkpoint from' in proc.stdout + proc.stderr
 
 

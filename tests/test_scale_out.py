@@ -179,8 +179,8 @@ def test_fsdp_two_processes_train_like_one_process_with_double_batch(tmp_path):
     single = write_config(tmp_path / 'single.py', SMALL.format(batch=16))
     fsdp = write_config(tmp_path / 'fsdp.py', SMALL.format(batch=8) + FSDP_BODY)
     env = dict(train_env(), PYTHONPATH=f'{REPO}:{tmp_path}')
-    run_together(([sys.executable, 'tools/train.py', single, '--work-dir', str(tmp_path / 'single')],
-                  env),
+    single_cmd = [sys.executable, 'tools/train.py', single, '--work-dir', str(tmp_path / 'single')]
+    run_together((single_cmd, env),
                  (['bash', 'tools/dist_train.sh', fsdp, '2', '--work-dir', str(tmp_path / 'fsdp')],
                   dict(env, PORT=str(free_port()), PYTHON=sys.executable)))
 

@@ -316,7 +316,7 @@ def test_launch_scripts_without_arguments_print_usage(script, needed):
     for given in range(needed):
         proc = run(['bash', f'tools/{script}', *['x'] * given])
         assert proc.returncode == 2
-        assert proc.stderr.startswith(f'usage: ') and f'tools/{script} ' in proc.stderr
+        assert proc.stderr.startswith('usage: ') and f'tools/{script} ' in proc.stderr
         assert f'({needed} arguments needed, {given} given)' in proc.stderr
         assert 'unbound variable' not in proc.stderr and not proc.stdout
 

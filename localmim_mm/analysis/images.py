@@ -55,7 +55,8 @@ class ImageInput:
         w, h = self.original_size
         if not (0 <= x < w and 0 <= y < h):
             raise ValueError(f'point (x={x:g}, y={y:g}) lies outside the {w}x{h} image '
-                             f'{self.path}; give pixel coordinates with 0 <= x < {w} and 0 <= y < {h}')
+                             f'{self.path}; give pixel coordinates with 0 <= x < {w} and '
+                             f'0 <= y < {h}')
         return x * self.rgb.shape[1] / w, y * self.rgb.shape[0] / h
 
     def tensor(self, device='cpu') -> torch.Tensor:

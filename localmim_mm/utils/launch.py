@@ -24,7 +24,7 @@ def check_amp(cfg: Config, amp_flag: bool, no_amp_flag: bool) -> None:
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     wants_amp = cfg.optim_wrapper.get('type') == 'AmpOptimWrapper'
     if wants_amp and not torch.cuda.is_available():
-        source = '--amp' if amp_flag else f'the config (optim_wrapper.type=AmpOptimWrapper)'
+        source = '--amp' if amp_flag else 'the config (optim_wrapper.type=AmpOptimWrapper)'
         raise SystemExit(
             f'AMP was requested by {source}, but no CUDA GPU is available: mixed precision '
             'training here needs a GPU. On a CPU machine add --no-amp to train in float32 '

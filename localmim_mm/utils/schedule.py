@@ -2,7 +2,8 @@
 
 ``tools/train.py --epochs N`` calls :func:`set_epochs`. Overriding only
 ``train_cfg.max_epochs`` stops a cosine schedule part-way: the tiny 20-epoch recipe cut to 5
-epochs that way ends at lr 1.76e-4, near its peak 1.875e-4, where the recipe ends at 1e-6. The rule here: **every boundary of every
+epochs that way ends at lr 1.76e-4, near its peak 1.875e-4, where the recipe ends at 1e-6.
+The rule here: **every boundary of every
 parameter scheduler** (``begin``, ``end``, ``T_max``, ``milestones``) **is multiplied by
 N / max_epochs**, so each phase keeps its share of the run (a 2-of-20-epoch warm-up becomes 0.5
 of 5 epochs) and the schedule ends where the recipe's does: the last iteration trains one cosine

@@ -270,7 +270,8 @@ def summary_line(result: dict) -> str:
 # ------------------------------------------------------------------ output
 def markdown(prov: Provenance, results: list, args) -> str:
     lines = ['# Chaos: kill anywhere, many times, resume', '', prov.markdown(),
-             f'Seed {args.seed} (kill plans: seed + recipe index); {args.procs} processes (gloo, CPU) per run, {args.batch} '
+             f'Seed {args.seed} (kill plans: seed + recipe index); {args.procs} processes '
+             f'(gloo, CPU) per run, {args.batch} '
              f'samples per process and step, {args.iters_per_epoch} iterations per epoch, a '
              f'checkpoint every {args.ckpt_interval} iterations; harness windows: checkpoint '
              f'write {args.ckpt_write_s} s, restore {args.restore_s} s, {args.load_s} s per '
@@ -297,7 +298,8 @@ def markdown(prov: Provenance, results: list, args) -> str:
         lines += ['', f'## {r["recipe"]} (`{r["config"]}`, {r["iterations"]} iterations, '
                   f'checkpoints after {r["checkpoints_at"]})', '',
                   'Checks: ' + ', '.join(f'{k} {v}' for k, v in r['checks'].items()) + '.', '',
-                  '| kill | target | planned | landed (the run: rank 0) | processes, all gone after | completed | '
+                  '| kill | target | planned | landed (the run: rank 0) '
+                  '| processes, all gone after | completed | '
                   'last checkpoint | resumed from | lost |', '|---' * 9 + '|']
         for k in r['kills']:
             target = ('launcher group' if k['target'] == 'group' else

@@ -23,7 +23,8 @@ and allocator overhead). Step time: median of the timed steps after the warm-up 
 
 Writes ``vitdet_memory[_TAG].json`` and ``.md`` to ``--out-dir`` with the provenance header
 of every benchmark (``_provenance.py``: command, git revision, machine, load average before /
-after; a load above what the measurement tolerates is flagged loudly). ``--quick``: 256 px, 1 warm-up + 1 timed step (smoke).
+after; a load above what the measurement tolerates is flagged loudly). ``--quick``: 256 px,
+1 warm-up + 1 timed step (smoke).
 """
 import argparse
 import json
@@ -210,7 +211,8 @@ def main(argv=None) -> dict:
     rows = [run_backbone(name, args) for name in ('global', 'vitdet')]
     by_name = {row['backbone']: row for row in rows}
     result = dict(
-        provenance=prov.finish(), device=args.device, size=args.size, batch=args.batch, steps=args.steps,
+        provenance=prov.finish(), device=args.device, size=args.size, batch=args.batch,
+        steps=args.steps,
         warmup=args.warmup, quick=args.quick, with_cp=args.with_cp,
         precision='float16 autocast (AMP)' if args.device == 'cuda' else 'float32',
         memory_method=('torch.cuda.max_memory_allocated during a step minus the memory '

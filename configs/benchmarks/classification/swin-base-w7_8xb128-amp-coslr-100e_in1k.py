@@ -6,7 +6,8 @@
 # mixup 0.8 / cutmix 1.0, label smoothing 0.1, random erasing 0.25; eval resize 256 + crop 224.
 # Pixel-target 400-epoch checkpoint: batch 1024 (--cfg-options optim_wrapper.accumulative_counts=1);
 # 100-epoch checkpoints: swin-base-w7_8xb128-amp-lr5e-3-coslr-100e_in1k.py.
-#   python tools/train.py configs/benchmarks/classification/swin-base-w7_8xb128-amp-coslr-100e_in1k.py \
+#   python tools/train.py \
+#       configs/benchmarks/classification/swin-base-w7_8xb128-amp-coslr-100e_in1k.py \
 #       --cfg-options model.backbone.init_cfg.checkpoint=PATH/TO/localmim_swin-base-w7.pth
 _base_ = [
     '../../_base_/models/classifier_finetune.py',

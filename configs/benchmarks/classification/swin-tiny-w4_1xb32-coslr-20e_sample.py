@@ -1,11 +1,13 @@
 # CPU demo / test variant of the Swin fine-tune recipe: fine-tunes the tiny LocalMIM Swin of
-# configs/localmim/localmim_swin-tiny_1xb32-coslr-20e_sample.py (128 px, patch 4, window 4, width 32,
+# configs/localmim/localmim_swin-tiny_1xb32-coslr-20e_sample.py (128 px, patch 4, window 4,
+# width 32,
 # depths 2/2/2/2, heads 1/2/4/8) on the shipped sample images (data/sample_cifar, 10 classes) with
 # the Swin recipe's pieces (layer decay, mixup / cutmix, RandAug, erasing, drop path, new final norm
 # + global average pooling, eval resize + center crop at 256 / 224): batch 32, lr 1e-3, layer decay
 # 0.9, 20 epochs (2 warmup), float32.
 #   python tools/train.py configs/benchmarks/classification/swin-tiny-w4_1xb32-coslr-20e_sample.py \
-#       --cfg-options model.backbone.init_cfg.checkpoint=checkpoints/localmim_swin-tiny_<date>-<sha>.pth
+#       --cfg-options \
+#       model.backbone.init_cfg.checkpoint=checkpoints/localmim_swin-tiny_<date>-<sha>.pth
 _base_ = './swin-base-w7_8xb128-amp-coslr-100e_in1k.py'
 
 img_size, eval_resize = 128, 146  # 146 = 128 * 256 / 224

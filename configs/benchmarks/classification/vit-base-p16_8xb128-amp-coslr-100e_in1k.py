@@ -5,7 +5,8 @@
 # norm; the pooled feature goes through a new LayerNorm, ln2), RandAugment m9 mstd 0.5, mixup 0.8 /
 # cutmix 1.0, label smoothing 0.1, random erasing 0.25; eval resize 256 + center crop 224.
 # 100-epoch checkpoints: vit-base-p16_8xb128-amp-lr4e-3-ld0.75-coslr-100e_in1k.py.
-#   python tools/train.py configs/benchmarks/classification/vit-base-p16_8xb128-amp-coslr-100e_in1k.py \
+#   python tools/train.py \
+#       configs/benchmarks/classification/vit-base-p16_8xb128-amp-coslr-100e_in1k.py \
 #       --cfg-options model.backbone.init_cfg.checkpoint=PATH/TO/localmim_vit-base-p16.pth
 _base_ = [
     '../../_base_/models/classifier_finetune.py',

@@ -4,7 +4,8 @@
 # 90 epochs (10 warmup, cosine to 0), RandomResizedCrop 224 + flip; eval resize 256 + crop 224.
 # Feature: the global average of the last block's tokens (LocalMIM has no shared final norm;
 # the new ln2 stays frozen at identity), the same feature the fine-tune recipe pools.
-#   python tools/train.py configs/benchmarks/classification/vit-base-p16_8xb2048-linear-coslr-90e_in1k.py \
+#   python tools/train.py \
+#       configs/benchmarks/classification/vit-base-p16_8xb2048-linear-coslr-90e_in1k.py \
 #       --cfg-options model.backbone.init_cfg.checkpoint=PATH/TO/localmim_vit-base-p16.pth
 _base_ = [
     'mmpretrain::_base_/datasets/imagenet_bs32_pil_resize.py',

@@ -4,10 +4,13 @@
 # Same recipe pieces (layer decay, mixup / cutmix, RandAug, erasing, drop path, global average
 # pooling, eval resize + center crop at the 256 / 224 ratio), sized for a few minutes on a CPU:
 # batch 32, lr 1e-3, layer decay 0.75, 20 epochs (2 warmup), float32.
-#   python tools/train.py configs/localmim/localmim_vit-tiny-p8_1xb32-coslr-20e_sample.py --work-dir work_dirs/pre
-#   python tools/model_converters/publish_model.py work_dirs/pre/epoch_20.pth checkpoints/localmim_vit-tiny.pth
+#   python tools/train.py configs/localmim/localmim_vit-tiny-p8_1xb32-coslr-20e_sample.py \
+#       --work-dir work_dirs/pre
+#   python tools/model_converters/publish_model.py work_dirs/pre/epoch_20.pth \
+#       checkpoints/localmim_vit-tiny.pth
 #   python tools/train.py configs/benchmarks/classification/vit-tiny-p8_1xb32-coslr-20e_sample.py \
-#       --cfg-options model.backbone.init_cfg.checkpoint=checkpoints/localmim_vit-tiny_<date>-<sha>.pth
+#       --cfg-options \
+#       model.backbone.init_cfg.checkpoint=checkpoints/localmim_vit-tiny_<date>-<sha>.pth
 _base_ = './vit-base-p16_8xb128-amp-coslr-100e_in1k.py'
 
 img_size, eval_resize = 64, 73  # 73 = 64 * 256 / 224

@@ -12,7 +12,8 @@
 #   schedule  100 epochs = 184375 iterations of 64 images (8 GPUs x 8; another split: keep 64 or
 #             pass --auto-scale-lr); evaluation and checkpoint every 10k iterations and at the end
 # On GPUs with less memory: --cfg-options model.backbone.with_cp=True (gradient checkpointing).
-#   tools/dist_train.sh configs/benchmarks/mmdetection/mask-rcnn_vit-base-p16-vitdet_sfp_8xb8-amp-lsj-100e_coco.py 8 \
+#   tools/dist_train.sh \
+#   configs/benchmarks/mmdetection/mask-rcnn_vit-base-p16-vitdet_sfp_8xb8-amp-lsj-100e_coco.py 8 \
 #       --cfg-options model.backbone.init_cfg.checkpoint=PATH/TO/localmim_vit-base.pth
 _base_ = ['./mask-rcnn_vit-base-p16_sfp_1x_coco.py']  # model heads, neck, data sets, optimiser
 

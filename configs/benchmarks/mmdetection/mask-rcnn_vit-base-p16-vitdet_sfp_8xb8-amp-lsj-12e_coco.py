@@ -1,7 +1,8 @@
 # Mask R-CNN ViTDet-B from LocalMIM, the 100-epoch ViTDet recipe cut to 12 epochs (22125 iterations
 # of 64 images; lr x0.1 at the same fractions, 88 % and 96 %): a shorter check of a checkpoint.
 # Everything else (backbone, LSJ 1024, AdamW 1e-4, wd 0.1, layer decay 0.7, AMP) as the 100e config.
-#   tools/dist_train.sh configs/benchmarks/mmdetection/mask-rcnn_vit-base-p16-vitdet_sfp_8xb8-amp-lsj-12e_coco.py 8 \
+#   tools/dist_train.sh \
+#     configs/benchmarks/mmdetection/mask-rcnn_vit-base-p16-vitdet_sfp_8xb8-amp-lsj-12e_coco.py 8 \
 #       --cfg-options model.backbone.init_cfg.checkpoint=PATH/TO/localmim_vit-base.pth
 _base_ = ['./mask-rcnn_vit-base-p16-vitdet_sfp_8xb8-amp-lsj-100e_coco.py']
 

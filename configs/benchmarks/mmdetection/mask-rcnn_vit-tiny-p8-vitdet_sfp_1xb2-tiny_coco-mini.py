@@ -3,9 +3,11 @@
 # the tiny LocalMIM ViT (patch 8, 8 blocks of width 192, pre-trained at 64 px) as a ViTDet:
 # 8 x 8 windows (the pre-training grid), global attention in blocks 3 and 7, decomposed relative
 # position tables sized for a 256-px input. Same data paths and overrides as the base config:
-#   python tools/train.py configs/benchmarks/mmdetection/mask-rcnn_vit-tiny-p8-vitdet_sfp_1xb2-tiny_coco-mini.py \
+#   python tools/train.py \
+#       configs/benchmarks/mmdetection/mask-rcnn_vit-tiny-p8-vitdet_sfp_1xb2-tiny_coco-mini.py \
 #       --cfg-options model.backbone.init_cfg.checkpoint=work_dirs/tiny/epoch_20.pth \
-#       train_dataloader.dataset.data_root=/tmp/coco_mini/ val_dataloader.dataset.data_root=/tmp/coco_mini/ \
+#       train_dataloader.dataset.data_root=/tmp/coco_mini/ \
+#       val_dataloader.dataset.data_root=/tmp/coco_mini/ \
 #       val_evaluator.ann_file=/tmp/coco_mini/annotations/instances_val2017.json
 _base_ = ['./mask-rcnn_vit-tiny-p8_sfp_1xb2-tiny_coco-mini.py']
 

@@ -3,9 +3,11 @@
 # feature pyramid, on the 80 + 79 image COCO subset at <= 256 px, few proposals, 2 epochs.
 # Unpack the subset and point the config at it (the three paths below), e.g.
 #   tar xzf ../shared/data/coco_mini.tar.gz -C /tmp
-#   python tools/train.py configs/benchmarks/mmdetection/mask-rcnn_vit-tiny-p8_sfp_1xb2-tiny_coco-mini.py \
+#   python tools/train.py \
+#       configs/benchmarks/mmdetection/mask-rcnn_vit-tiny-p8_sfp_1xb2-tiny_coco-mini.py \
 #       --cfg-options model.backbone.init_cfg.checkpoint=work_dirs/tiny/epoch_20.pth \
-#       train_dataloader.dataset.data_root=/tmp/coco_mini/ val_dataloader.dataset.data_root=/tmp/coco_mini/ \
+#       train_dataloader.dataset.data_root=/tmp/coco_mini/ \
+#       val_dataloader.dataset.data_root=/tmp/coco_mini/ \
 #       val_evaluator.ann_file=/tmp/coco_mini/annotations/instances_val2017.json
 _base_ = ['./mask-rcnn_vit-base-p16_sfp_1x_coco.py']
 

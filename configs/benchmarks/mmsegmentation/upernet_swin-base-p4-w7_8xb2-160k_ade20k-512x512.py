@@ -1,7 +1,8 @@
 # UperNet on Swin-B from LocalMIM, ADE20K (spec section 5: lr 6e-5, wd 0.01, drop path 0.3; mmseg's
 # Swin recipe otherwise: 1500 warmup iterations, poly, 160k iterations of 16 images, 512 crops).
 # The backbone is mmpretrain's SwinTransformer (keys = LocalMIM Swin `backbone.*` keys).
-#   python tools/train.py configs/benchmarks/mmsegmentation/upernet_swin-base-p4-w7_8xb2-160k_ade20k-512x512.py \
+#   python tools/train.py \
+#       configs/benchmarks/mmsegmentation/upernet_swin-base-p4-w7_8xb2-160k_ade20k-512x512.py \
 #       --cfg-options model.backbone.init_cfg.checkpoint=PATH/TO/localmim_swin-base.pth
 _base_ = 'mmseg::swin/swin-base-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py'
 custom_imports = dict(

@@ -4,7 +4,8 @@
 # blocks [1, 3, 9, 11] made a 4-level pyramid by mmseg's Feature2Pyramid (x4: two deconvs with
 # norm + GELU, x2 deconv, x1, x0.5 pool); AdamW lr 4e-4, wd 0.05, layer decay 0.65, 1500 warmup
 # iterations then poly, 160k iterations of 16 images (8 GPUs x 2), 512 crops, sliding test 512/341.
-#   python tools/train.py configs/benchmarks/mmsegmentation/upernet_vit-base-p16_8xb2-160k_ade20k-512x512.py \
+#   python tools/train.py \
+#       configs/benchmarks/mmsegmentation/upernet_vit-base-p16_8xb2-160k_ade20k-512x512.py \
 #       --cfg-options model.backbone.init_cfg.checkpoint=PATH/TO/localmim_vit-base.pth
 _base_ = [
     'mmseg::_base_/models/upernet_mae.py',

@@ -4,7 +4,8 @@
 # ADE20K recipe (BEiT-style ViT, taps [1, 3, 5, 7], Feature2Pyramid, layer decay); patch 8 makes
 # the pyramid x2 / x1 / x0.5 / x0.25 (strides 4 / 8 / 16 / 32). Unpack CamVid and point at it:
 #   tar xzf ../shared/data/camvid.tar.gz -C /tmp
-#   python tools/train.py configs/benchmarks/mmsegmentation/upernet_vit-tiny-p8_1xb4-tiny_camvid-128x128.py \
+#   python tools/train.py \
+#       configs/benchmarks/mmsegmentation/upernet_vit-tiny-p8_1xb4-tiny_camvid-128x128.py \
 #       --cfg-options model.backbone.init_cfg.checkpoint=CKPT \
 #       train_dataloader.dataset.data_root=/tmp/camvid val_dataloader.dataset.data_root=/tmp/camvid
 _base_ = ['./upernet_vit-base-p16_8xb2-160k_ade20k-512x512.py']

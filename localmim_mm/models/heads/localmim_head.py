@@ -1,5 +1,5 @@
 """LocalMIM's tiny decoders and multi-scale local reconstruction loss."""
-from typing import Dict, List, Optional, Sequence, Union
+from typing import List, Optional, Sequence, Union
 
 import torch
 from mmcv.cnn import build_norm_layer

@@ -58,9 +58,9 @@ class MultiScaleHOGGenerator(BaseModule):
     colour channel. Computed in float32 whatever the autocast state.
 
     Without ``hog_bias`` the pixels' binned magnitudes are the same for every scale: they are
-    summed once into cells of the greatest common cell size, then pooled per cell size. With it, each scale has its own frozen gradient bias (the release
-    gives each scale its own ``Conv2d(1, 2, 3)`` with a bias shared by the three colours), hence
-    its own histogram.
+    summed once into cells of the greatest common cell size, then pooled per cell size. With it,
+    each scale has its own frozen gradient bias (the release gives each scale its own
+    ``Conv2d(1, 2, 3)`` with a bias shared by the three colours), hence its own histogram.
 
     Args:
         nbins (int): Orientation bins per colour channel. 9 for ViT-B, 18 for ViT-L / Swin.

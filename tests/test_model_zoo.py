@@ -233,8 +233,10 @@ def mm_log():
     import io
     import logging
     from mmengine.logging import MMLogger
-    logger = MMLogger.get_current_instance()
+    # A logger of its own, made the current one at INFO: an earlier test of the same worker may
+    # have left a current logger at another level.
     stream = io.StringIO()
+    logger = MMLogger.get_instance(f'test_model_zoo_{id(stream)}', log_level='INFO')
     handler = logging.StreamHandler(stream)
     logger.addHandler(handler)
     yield stream

@@ -298,7 +298,9 @@ def test_all_corrupt_folder_stops_early_with_one_message(tmp_path):
     records = []
     handler = logging.Handler()
     handler.emit = records.append
-    logger = MMLogger.get_current_instance()
+    # A logger of its own, made the current one at INFO: an earlier test of the same worker may
+    # have left a current logger at another level.
+    logger = MMLogger.get_instance(f'corrupt_folder_{id(records)}', log_level='INFO')
     logger.addHandler(handler)
     try:
         with pytest.raises(CorruptImageError,

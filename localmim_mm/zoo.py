@@ -67,7 +67,6 @@ def get_model(name: str, pretrained: Union[bool, str] = False, **kwargs):
     if pretrained is True:
         pretrained = metainfo.weights
     model = mmpretrain.get_model(config, **kwargs)
-    model._metainfo = metainfo
     if pretrained:
         # Unlike mmengine's load_checkpoint (strict=False: a file of another architecture would
         # load partly with a warning), this loads whole or raises with the mismatches listed.

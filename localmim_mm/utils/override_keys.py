@@ -20,13 +20,14 @@ import difflib
 import inspect
 from typing import Iterable, List, Optional, Set
 
-import mmengine.registry as mmengine_registry
 from mmengine.config import Config
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
 from mmengine.registry import Registry
 from mmengine.runner import (EpochBasedTrainLoop, FlexibleRunner, IterBasedTrainLoop, Runner,
                              TestLoop, ValLoop, set_random_seed)
 from torch.utils.data import DataLoader
+
+from .registry_hints import root_registries, scoped_registry
 
 __all__ = ['check_override_keys']
 
@@ -122,19 +123,8 @@ def _registered(name: str, scope: Optional[str]) -> list:
 
 
 def _scope_registries(scope: Optional[str]) -> Iterable[Registry]:
-    for root in vars(mmengine_registry).values():
-        if isinstance(root, Registry) and root.parent is None:
-            yield _child(root, scope) or root
-
-
-def _child(registry: Registry, scope: Optional[str]) -> Optional[Registry]:
-    if registry.scope == scope:
-        return registry
-    for child in registry.children.values():
-        found = _child(child, scope)
-        if found is not None:
-            return found
-    return None
+    for root in root_registries():
+        yield scoped_registry(root, scope) or root
 
 
 def _parameters(objects: Iterable) -> Set[str]:

@@ -25,16 +25,18 @@ class UnknownTypeError(KeyError):
         return str(self.args[0])
 
 
-def _roots() -> List[Registry]:
+def root_registries() -> List[Registry]:
+    """mmengine's root registries (every scope's registries are their descendants)."""
     return [r for r in vars(mmengine_registry).values()
             if isinstance(r, Registry) and r.parent is None]
 
 
-def _find(registry: Registry, scope: str) -> Optional[Registry]:
+def scoped_registry(registry: Registry, scope: Optional[str]) -> Optional[Registry]:
+    """The descendant of ``registry`` (or itself) whose scope is ``scope``; None if none."""
     if registry.scope == scope:
         return registry
     for child in registry.children.values():
-        found = _find(child, scope)
+        found = scoped_registry(child, scope)
         if found is not None:
             return found
     return None
@@ -47,9 +49,9 @@ def _descendants(registry: Registry) -> Iterator[Registry]:
 
 
 def _lookup_registry(scope: str, name: str) -> Optional[Registry]:
-    for root in _roots():
+    for root in root_registries():
         if root.name == name:
-            found = _find(root, scope)
+            found = scoped_registry(root, scope)
             if found is not None:
                 return found
     return None

@@ -183,7 +183,7 @@ def test_the_kill_plan_spreads_kills_over_phases_and_iterations():
 TRAINER = """
 import os, sys, time
 import torch
-from localmim_mm.utils.process import forked_children_die_with_this_process
+from localmim_mm.runtime.launch.process import forked_children_die_with_this_process
 if sys.argv[1] == 'tied':
     forked_children_die_with_this_process()
 

@@ -105,7 +105,7 @@ def test_amp_on_cpu_is_a_clear_error(tmp_path):
 
 
 def test_no_amp_turns_an_amp_recipe_into_float32():
-    from localmim_mm.utils.launch import check_amp
+    from localmim_mm.runtime.launch.launcher import check_amp
     cfg = Config.fromfile(osp.join(REPO, 'configs', 'localmim_vit-b.py'))
     assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
     check_amp(cfg, amp_flag=False, no_amp_flag=True)

@@ -1,8 +1,9 @@
 """The reliability hooks do collective work only on iterations that a checkpoint follows.
 
 ``RNGStateHook`` all-gathers the ranks' random states and ``NonFiniteLossHook`` all-reduces a
-finite flag only where the runner's checkpoint hook saves (``localmim_mm/engine/
-checkpoint_schedule.py``); the NaN guarantee still holds (docs/guarantees.md).
+finite flag only where the runner's checkpoint hook saves (``checkpoint_due`` in
+``localmim_mm/runtime/hooks/atomic_checkpoint_hook.py``); the NaN guarantee still holds
+(docs/guarantees.md).
 The in-process runs stand in for rank 0 of two processes (``get_dist_info`` says 2; the
 collectives are recorded); one real 2-process gloo run checks the collectives actually made.
 """
@@ -20,8 +21,8 @@ from mmengine.hooks import CheckpointHook, Hook, LoggerHook, RuntimeInfoHook
 from mmengine.runner import Runner
 
 import localmim_mm  # noqa: F401
-from localmim_mm.engine import NonFiniteLossHook, RNGStateHook
-from localmim_mm.engine import non_finite_loss_hook, rng_state_hook
+from localmim_mm.runtime.hooks import NonFiniteLossHook, RNGStateHook
+from localmim_mm.runtime.hooks import non_finite_loss_hook, rng_state_hook
 from .reliability_helpers import REPO, TINY_VIT_CONFIG, train_env, write_config
 
 

@@ -279,6 +279,30 @@ def test_soft_mask_weights_at_half_scale():
     torch.testing.assert_close(loss, torch.tensor(4.0))  # 0.75 * 4 / 0.75
 
 
+def test_loss_module_equals_the_release_formula_to_the_bit():
+    """The head scores through mmpretrain's ``PixelReconstructionLoss``; losses and gradients
+    equal the release's masked MSE written out (``((pred - target) ** 2).mean(-1)``, weighted
+    by the mask at the target grid, divided by the mask sum) bit for bit, soft masks included."""
+    torch.manual_seed(0)
+    head = MODELS.build(dict(type='LocalMIMHead', in_channels=8, target_channels=27,
+                             scales=[4, 2, 1, 0.5], embed_dims=16, num_heads=2))
+    mask = (torch.rand(3, 4, 4) < 0.75).float()
+    grids = [(16, 16), (8, 8), (4, 4), (2, 2)]
+    targets = [torch.randn(3, h * w, 27) for h, w in grids]
+    preds = [torch.randn(3, 27, h, w, requires_grad=True) for h, w in grids]
+    losses = head.loss_by_pred(preds, targets, mask)
+    for pred, target, loss, scale in zip(preds, targets, losses, [4, 2, 1, 0.5]):
+        weights = (torch.nn.functional.interpolate(mask[:, None], scale_factor=scale)
+                   if scale >= 1 else torch.nn.functional.avg_pool2d(mask[:, None], 2))
+        weights = weights.flatten(1)
+        flat = pred.flatten(2).transpose(1, 2)
+        expected = ((flat - target) ** 2).mean(dim=-1).mul(weights).sum() / weights.sum()
+        assert torch.equal(loss, expected)
+        grad, = torch.autograd.grad(loss, pred)
+        expected_grad, = torch.autograd.grad(expected, pred)
+        assert torch.equal(grad, expected_grad)
+
+
 def test_isolate_grad_stops_gradients_below_each_tap():
     model = build_localmim(isolate_grad=True)
     losses = model.loss(torch.randn(2, 3, 224, 224), None)

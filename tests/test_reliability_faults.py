@@ -15,7 +15,7 @@ from mmengine.runner import Runner
 
 import localmim_mm  # noqa: F401
 from localmim_mm.datasets import CorruptImageError, StrictLoadImageFromFile
-from localmim_mm.engine import NonFiniteLossHook
+from localmim_mm.runtime.hooks import NonFiniteLossHook
 from .reliability_helpers import REPO, TINY_VIT_CONFIG
 
 SAMPLE_DIR = osp.join(REPO, 'data', 'sample_cifar', 'train')

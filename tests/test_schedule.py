@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 from mmengine.config import Config
 
-from localmim_mm.utils.schedule import fit_schedule_to_run, set_epochs
+from localmim_mm.runtime.cli.schedule import fit_schedule_to_run, set_epochs
 
 from .conftest import TINY_VIT_CONFIG, train
 

@@ -89,7 +89,7 @@ def _checkpoint(path, epoch, max_epochs, schedule_end_epoch, per_epoch=10):
 
 def test_resume_length_against_the_saved_schedule(tmp_path):
     """In-process, on checkpoints of known meta: a 6-epoch run (schedule to epoch 6) at epoch 3."""
-    from localmim_mm.utils.resume_length import check_resume_length
+    from localmim_mm.runtime.checkpoints.resume_length import check_resume_length
     ckpt = _checkpoint(tmp_path / 'epoch_3.pth', 3, 6, 6)
     cfg = Config(dict(train_cfg=dict(max_epochs=20), resume=True, load_from=ckpt,
                       work_dir=str(tmp_path)))
@@ -143,7 +143,7 @@ def test_short_runs_train_every_iteration_on_a_valid_schedule(config, epochs, ba
     from mmengine.optim import OptimWrapper
     from mmengine.registry import PARAM_SCHEDULERS
 
-    from localmim_mm.utils.schedule import fit_schedule_to_run, set_epochs
+    from localmim_mm.runtime.cli.schedule import fit_schedule_to_run, set_epochs
     cfg = Config.fromfile(config)
     if config == OWN_IMAGES_CONFIG:
         cfg.train_dataloader.dataset.data_root = SAMPLE_IMAGES

@@ -79,7 +79,7 @@ def _config_with_own_test_loader(tmp_path):
 
 
 def test_overrides_that_cannot_change_the_evaluation_are_refused(tmp_path):
-    from localmim_mm.utils.test_split import merge_test_options
+    from localmim_mm.runtime.cli.test_split import merge_test_options
     cfg = _config_with_own_test_loader(tmp_path)
     with pytest.raises(SystemExit, match=r'defines its own test_dataloader .* no effect; write it '
                        r'as test_dataloader.dataset.data_root=/x'):
@@ -115,7 +115,7 @@ def bad_files(tmp_path):
 def test_every_checkpoint_reader_says_truncated_corrupt(bad_files):
     from mmengine.runner.checkpoint import load_checkpoint
 
-    from localmim_mm.utils.checkpoint_file import CorruptCheckpointError
+    from localmim_mm.transfer.checkpoint_file import CorruptCheckpointError
 
     from localmim_mm.analysis.loading import read_state_dict
     from localmim_mm.transfer import load_pretrained
@@ -139,7 +139,7 @@ def test_every_checkpoint_reader_says_truncated_corrupt(bad_files):
 
 def test_a_damaged_member_loads_silently_but_fails_the_crc_check(tmp_path):
     """Why resume verifies CRC-32: torch.load does not, and returns wrong values."""
-    from localmim_mm.utils.checkpoint_file import CorruptCheckpointError, check_checkpoint_file
+    from localmim_mm.transfer.checkpoint_file import CorruptCheckpointError, check_checkpoint_file
     path = str(tmp_path / 'flipped.pth')
     torch.save({'w': torch.zeros(10000)}, path)
     data = bytearray(open(path, 'rb').read())
@@ -182,7 +182,7 @@ def test_a_mistyped_registered_type_gets_a_did_you_mean(tmp_path):
 def test_registry_hint_finds_a_transform_of_another_scope():
     import mmdet.registry  # noqa: F401  (the mmdet scope, as a detection config imports it)
 
-    from localmim_mm.utils.registry_hints import hint_for
+    from localmim_mm.runtime.cli.registry_hints import hint_for
     hint = hint_for('StrictLoadImageFromFil is not in the mmdet::transform registry. Please ...')
     assert "did you mean 'mmpretrain.StrictLoadImageFromFile'" in hint
 

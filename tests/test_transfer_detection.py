@@ -106,7 +106,7 @@ def test_layer_decay_on_a_detector():
 
 
 def test_swin_rule_and_mmdet_swin():
-    from localmim_mm.layer_decay import backbone_layer_depth, swin_layer_depth
+    from localmim_mm.engine.optimizers.layer_decay import backbone_layer_depth, swin_layer_depth
     depths = [2, 2, 18, 2]  # Swin-B: 24 blocks -> depths 0 .. 25
     assert swin_layer_depth(depths, 'backbone.patch_embed.projection.weight', 'backbone.') == (
         0, 26)
@@ -126,7 +126,7 @@ def test_swin_rule_and_mmdet_swin():
 
 
 def test_layer_decay_rate_is_required():
-    from localmim_mm.layer_decay import BackboneLayerDecayOptimWrapperConstructor
+    from localmim_mm.engine.optimizers.layer_decay import BackboneLayerDecayOptimWrapperConstructor
     with pytest.raises(ValueError, match='layer_decay_rate'):
         BackboneLayerDecayOptimWrapperConstructor(
             dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-4)), dict())

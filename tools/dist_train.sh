@@ -23,7 +23,7 @@ if [ -z "${PYTHON:-}" ]; then
 fi
 
 if [ "$NODE_RANK" = "0" ]; then
-  "$PYTHON" "$ROOT/localmim_mm/utils/ports.py" "$PORT" tools/dist_train.sh || exit 1
+  "$PYTHON" "$ROOT/tools/free_port.py" "$PORT" tools/dist_train.sh || exit 1
 fi
 
 PYTHONPATH="$ROOT:${PYTHONPATH:-}" \

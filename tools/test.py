@@ -6,8 +6,8 @@
 Runs on CPU-only machines too (gloo when distributed). Logs the dataset root, split and number
 of images it evaluates; ``val_dataloader.*`` overrides reach a test loader that the config derives
 from the val one (``test_dataloader = val_dataloader``), and overrides that could not change the
-evaluation are refused (``localmim_mm/utils/test_split.py``), as are keys the config does not
-have (with the closest existing one). An error ends with one line ``error: ...`` (``--debug``:
+evaluation are refused (``localmim_mm/runtime/cli/test_split.py``), as are keys the config does
+not have (with the closest existing one). An error ends with one line ``error: ...`` (``--debug``:
 the traceback).
 """
 import os
@@ -20,12 +20,11 @@ import os.path as osp  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
 
 from localmim_mm import runtime  # noqa: E402
-from localmim_mm.utils import prepare_launch  # noqa: E402
-from localmim_mm.utils.override_keys import check_override_keys  # noqa: E402
-from localmim_mm.utils.registry_hints import registry_hints  # noqa: E402
-from localmim_mm.utils.test_split import EvaluatedSplitHook, merge_test_options  # noqa: E402
-from localmim_mm.utils.tool_errors import check_config_path, run_tool  # noqa: E402
-from localmim_mm.utils.training_run import build_runner, check_load_from, guard_worker  # noqa
+from localmim_mm.runtime.cli import (check_config_path, check_override_keys,  # noqa: E402
+                                    merge_test_options, registry_hints, run_tool)
+from localmim_mm.runtime.hooks import EvaluatedSplitHook  # noqa: E402
+from localmim_mm.runtime.launch import build_runner, guard_worker, prepare_launch  # noqa: E402
+from localmim_mm.runtime.launch.training_run import check_load_from  # noqa: E402
 
 
 def parse_args():

@@ -14,12 +14,12 @@ Differences from the stock script, all on the launching side (the recipe is neve
 * a mistyped registered type gets a "did you mean".
 ``runner_type`` (e.g. ``FlexibleRunner`` with an FSDP / DeepSpeed ``strategy``) as in mmpretrain's
 script; ``compile`` compiles the model's forward (docs/scale_out.md).
-* ``--epochs N`` shortens or lengthens a run with its whole lr schedule (localmim_mm/utils/
+* ``--epochs N`` shortens or lengthens a run with its whole lr schedule (localmim_mm/runtime/cli/
   schedule.py); any run of at least one iteration trains (a phase of the schedule that gets
   fewer than 2 iterations is dropped, saying so);
 * every checkpoint records its run length: ``--resume`` of a finished run says so, and one that
   would change the length is refused with the commands that continue it or start a longer run
-  (localmim_mm/utils/resume_length.py);
+  (localmim_mm/runtime/checkpoints/resume_length.py);
 * a ``--cfg-options`` key the config does not have is refused with the closest existing one;
 * an error ends with one line ``error: ...`` (``--debug``: the traceback).
 """
@@ -34,13 +34,11 @@ import sys  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
 
 from localmim_mm import runtime  # noqa: E402
-from localmim_mm.utils import prepare_launch  # noqa: E402
-from localmim_mm.utils.override_keys import check_override_keys  # noqa: E402
-from localmim_mm.utils.registry_hints import registry_hints  # noqa: E402
-from localmim_mm.utils.resume_length import check_resume_length  # noqa: E402
-from localmim_mm.utils.schedule import RunLengthCheck, fit_schedule_to_run, set_epochs  # noqa
-from localmim_mm.utils.tool_errors import check_config_path, run_tool  # noqa: E402
-from localmim_mm.utils.training_run import build_runner, guard_training_run  # noqa: E402
+from localmim_mm.runtime.checkpoints import check_resume_length  # noqa: E402
+from localmim_mm.runtime.cli import (check_config_path, check_override_keys,  # noqa: E402
+                                    fit_schedule_to_run, registry_hints, run_tool, set_epochs)
+from localmim_mm.runtime.hooks import RunLengthCheck  # noqa: E402
+from localmim_mm.runtime.launch import build_runner, guard_training_run, prepare_launch  # noqa: E402
 
 
 def parse_args():

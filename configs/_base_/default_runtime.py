@@ -13,8 +13,8 @@ default_hooks = dict(
     # Atomic writes; the oldest checkpoint is removed only once the new one is complete.
     checkpoint=dict(type='AtomicCheckpointHook', interval=10, max_keep_ckpts=3),
     sampler_seed=dict(type='DistSamplerSeedHook'),
-    # Reliability (localmim_mm/engine, docs/guarantees.md): --resume continues the same random
-    # streams and batches, NaN / inf losses stop the run before they are checkpointed.
+    # Reliability (localmim_mm/runtime/hooks, docs/guarantees.md): --resume continues the same
+    # random streams and batches, NaN / inf losses stop the run before they are checkpointed.
     rng_state=dict(type='RNGStateHook'),
     deterministic_pipeline=dict(type='DeterministicPipelineHook'),
     mid_epoch_resume=dict(type='MidEpochResumeHook'),

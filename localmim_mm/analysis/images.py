@@ -7,10 +7,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..datasets.unlabeled_image_folder import IMAGE_EXTENSIONS
+
 __all__ = ['ImageInput', 'add_legend', 'figure_to_rgb', 'find_images', 'load_image',
            'overlay_heatmap', 'save_png']
 
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
 
 
 def find_images(paths: Sequence[str], max_images: int = None) -> List[str]:

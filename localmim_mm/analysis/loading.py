@@ -3,18 +3,20 @@
 Checkpoints are read by :func:`localmim_mm.transfer.read_checkpoint` (weights-only; runner,
 published and the authors' release files, paths or URLs).
 """
-from typing import Callable, Dict, Sequence, Set, Tuple
+from typing import Callable, Dict, Sequence, Set, Tuple, Union
 
+import mmpretrain
 import torch
 from mmengine.config import Config
 from mmengine.logging import print_log
-from mmengine.registry import init_default_scope
 from torch import nn
 
-import localmim_mm  # noqa: F401  (registers the modules)
+from localmim_mm import datasets, models  # noqa: F401  (registers what a model config names)
+from localmim_mm.models.utils import model_input_size  # noqa: F401  (re-exported)
 from localmim_mm.transfer import read_checkpoint
 
-__all__ = ['build_model', 'read_state_dict', 'load_checkpoint_into', 'model_input_size']
+__all__ = ['build_model', 'model_from_config', 'read_state_dict', 'load_checkpoint_into',
+           'model_input_size']
 
 
 def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
@@ -82,28 +84,25 @@ def load_checkpoint_into(model: nn.Module, state: dict, required: Sequence[str] 
     return present
 
 
+def model_from_config(config: Union[str, Config], cfg_options: dict = None) -> nn.Module:
+    """The model of a config (path or ``Config``), built as mmpretrain's ``get_model`` builds
+    it (the config's ``data_preprocessor``, mmpretrain scope), in eval mode, weights as
+    initialised."""
+    cfg = Config.fromfile(config) if isinstance(config, str) else config
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    return mmpretrain.get_model(cfg)
+
+
 def build_model(config: str, checkpoint: str, required: Sequence[str] = ('backbone',),
                 device: str = 'cpu', cfg_options: dict = None,
                 check: Callable[[nn.Module], None] = None) -> Tuple[nn.Module, Set[str]]:
     """Build ``cfg.model`` and load ``checkpoint``; returns the eval-mode model and the parts
     loaded from the checkpoint (see :func:`load_checkpoint_into`). ``check(model)`` runs
     before loading (a tool's refusal of a model it cannot use comes before checkpoint errors)."""
-    cfg = Config.fromfile(config)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
-    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
-    from mmpretrain.registry import MODELS
-    model = MODELS.build(cfg.model)
+    model = model_from_config(config, cfg_options)
     if check is not None:
         check(model)
     loaded = load_checkpoint_into(model, read_state_dict(checkpoint), required,
                                   source=f'checkpoint {checkpoint!r}')
     return model.to(device).eval(), loaded
-
-
-def model_input_size(model: nn.Module) -> Tuple[int, int]:
-    """``(H, W)`` the ViT backbone was built for: patch grid times patch size."""
-    backbone = getattr(model, 'backbone', model)
-    kernel = backbone.patch_embed.projection.kernel_size
-    grid = backbone.patch_resolution
-    return grid[0] * kernel[0], grid[1] * kernel[1]

@@ -26,8 +26,10 @@ from typing import Dict, List, Tuple
 
 import torch
 from mmengine.config import Config
-from mmengine.registry import init_default_scope
 from torch import nn
+
+from ..models.utils import model_input_size
+from .loading import model_from_config
 
 GiB = 1024 ** 3
 
@@ -73,7 +75,7 @@ def saved_activation_bytes(model: nn.Module, forward, amp: bool) -> int:
 def fsdp_units(model: nn.Module) -> Tuple[int, List[int]]:
     """(parameters of the root unit, parameters of each block unit) under
     ``vit_block_wrap_policy``; nested units (decoder blocks) count in their innermost unit."""
-    from localmim_mm.utils.fsdp_wrap import fsdp_unit_types
+    from localmim_mm.runtime.launch.fsdp_wrap import fsdp_unit_types
     unit_types = fsdp_unit_types()
     units, claimed = [], set()
     for module in reversed(list(model.modules())):  # innermost units first
@@ -94,22 +96,6 @@ def model_state_bytes(num_params: int, strategy: str, gpus: int, root_params: in
     gathered = 8 * (root_params + 2 * largest_unit)  # weights + unsharded gradients
     return dict(weights=4 * num_params / gpus, gradients=4 * num_params / gpus,
                 adamw=8 * num_params / gpus, strategy_buffers=gathered)
-
-
-def _build(cfg: Config) -> nn.Module:
-    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
-    from mmpretrain.registry import MODELS
-    model = MODELS.build(cfg.model)
-    return model.train()
-
-
-def _input_size(model: nn.Module) -> Tuple[int, int]:
-    backbone = model.backbone
-    if hasattr(backbone, 'patch_resolution'):
-        grid, patch = backbone.patch_resolution, backbone.patch_embed.projection.kernel_size
-        return grid[0] * patch[0], grid[1] * patch[1]
-    size = getattr(backbone, 'img_size', 224)
-    return (size, size) if isinstance(size, int) else tuple(size)
 
 
 def _float32_targets(generator: nn.Module) -> None:
@@ -140,9 +126,9 @@ def _measure(config: str) -> dict:
     """Parameter counts and the activation model of a config (cached: one build per config)."""
     cfg = Config.fromfile(config)
     amp = cfg.optim_wrapper.get('type') == 'AmpOptimWrapper'
-    model = _build(cfg)
+    model = model_from_config(cfg).train()
     root, units = fsdp_units(model)
-    size = _input_size(model)
+    size = model_input_size(model)
     one, two = (saved_activation_bytes(model, _loss_forward(model, b, size), amp) for b in (1, 2))
     return dict(amp=amp, input_size=list(size),
                 trainable_params=sum(p.numel() for p in model.parameters() if p.requires_grad),

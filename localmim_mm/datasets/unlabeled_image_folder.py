@@ -40,16 +40,17 @@ class UnlabeledImageFolder(CustomDataset):
                 'images, e.g. --cfg-options train_dataloader.dataset.data_root=/path/to/images')
         super().__init__(data_root=data_root, with_label=False, extensions=extensions, **kwargs)
 
-    def _find_samples(self):
+    def load_data_list(self) -> list:
         try:
-            samples = super()._find_samples()
-        except RuntimeError as err:  # CustomDataset: "Found 0 files in subfolders of ..."
+            data_list = super().load_data_list()
+        except RuntimeError as err:  # CustomDataset raises it when no file has an extension taken
             raise FileNotFoundError(
                 f'UnlabeledImageFolder: no image in {self.img_prefix!r} or its sub-folders '
                 f'(file types taken: {", ".join(sorted(self.extensions))})') from err
-        kinds = Counter(osp.splitext(s)[1].lower() for s in samples)
-        folders = len({osp.dirname(s) for s in samples})
+        paths = [info['img_path'] for info in data_list]
+        kinds = Counter(osp.splitext(p)[1].lower() for p in paths)
+        folders = len({osp.dirname(p) for p in paths})
         shown = ', '.join(f'{n} {ext[1:]}' for ext, n in kinds.most_common())
-        print_log(f'UnlabeledImageFolder: {len(samples)} images in {folders} folder(s) under '
+        print_log(f'UnlabeledImageFolder: {len(paths)} images in {folders} folder(s) under '
                   f'{self.img_prefix} ({shown})', logger='current')
-        return samples
+        return data_list

@@ -9,7 +9,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.ppm', '.webp')
+from ..datasets.unlabeled_image_folder import IMAGE_EXTENSIONS
+from ..transfer.checkpoint_file import atomic_output
 
 
 def list_image_folder(root: str, split: str,
@@ -58,9 +59,8 @@ def load_image_folder(root: str, split: str, size: int, per_class: Optional[int]
         images = np.stack(list(pool.map(lambda p: _load(p, size), paths)))
     labels = np.asarray(labels, dtype=np.int64)
     if cache:
-        os.makedirs(cache_dir, exist_ok=True)
-        np.savez(cache + '.tmp.npz', images=images, labels=labels)
-        os.replace(cache + '.tmp.npz', cache)
+        with atomic_output(cache, suffix='.npz') as tmp:
+            np.savez(tmp, images=images, labels=labels)
     return torch.from_numpy(images), torch.from_numpy(labels), classes
 
 

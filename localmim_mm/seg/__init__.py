@@ -2,8 +2,8 @@
 ``custom_imports=dict(imports=['localmim_mm', 'localmim_mm.seg'])``.
 
 The ViT pyramid is mmseg's own ``Feature2Pyramid`` (BEiT's x4 / x2 / x1 / x0.5 neck), so only the
-layer-decay constructor and the CamVid dataset live here."""
+CamVid dataset lives here (the layer-decay constructor is registered by ``import localmim_mm``,
+in mmengine's root registry)."""
 from .camvid import CamVidDataset
-from .layer_decay import BackboneLayerDecayOptimWrapperConstructor
 
-__all__ = ['BackboneLayerDecayOptimWrapperConstructor', 'CamVidDataset']
+__all__ = ['CamVidDataset']

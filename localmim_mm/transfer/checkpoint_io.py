@@ -8,10 +8,8 @@ empty or partial file behind.
 import argparse
 import datetime
 import hashlib
-import os
 import os.path as osp
 import pickle
-import tempfile
 from importlib import metadata
 from typing import Dict, Optional, Tuple
 
@@ -19,7 +17,7 @@ import numpy as np
 import torch
 from mmengine.logging import HistoryBuffer, print_log
 
-from localmim_mm.utils.checkpoint_file import check_checkpoint_file
+from .checkpoint_file import atomic_output, check_checkpoint_file
 
 from .downloads import cached_download, is_url
 
@@ -40,8 +38,8 @@ def read_checkpoint(source: str, map_location: str = 'cpu', trusted: bool = Fals
     in this project's layout (``{'state_dict': ..., 'meta': {'converted_from': ...}}``), whole.
 
     ``trusted=True`` uses the full unpickler (it can run code: only for files you trust). A
-    truncated or damaged file raises :class:`~localmim_mm.utils.checkpoint_file.
-    CorruptCheckpointError` before any unpickling, whatever ``trusted``."""
+    truncated or damaged file raises :class:`~.checkpoint_file.CorruptCheckpointError` before
+    any unpickling, whatever ``trusted``."""
     path = cached_download(source) if is_url(source) else source
     if not osp.isfile(path):
         raise FileNotFoundError(f'checkpoint {path!r} does not exist; give the path or URL of a '
@@ -161,7 +159,7 @@ def package_versions() -> Dict[str, str]:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             if name == 'localmim_mm':
-                from localmim_mm import __version__
+                from ..version import __version__
                 versions[name] = __version__
     return versions
 
@@ -180,32 +178,15 @@ def zoo_file_name(name: str, sha256: str, date: Optional[datetime.date] = None) 
     return f'{name}_{date.strftime("%Y%m%d")}-{sha256[:8]}.pth'
 
 
-def _readable_mode() -> int:
-    """The mode ``open()`` would give a new file: 0o666 less the umask (0o644 under umask 022);
-    ``mkstemp`` creates 0o600, which other users and the downstream jobs could not read."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
 def save_pure_checkpoint(state_dict: StateDict, meta: dict, out_path: str) -> str:
     """Write ``{'state_dict', 'meta'}`` atomically and check it re-loads weights-only. The file
     gets the usual permissions of a new file (0o644 under umask 022)."""
     if not state_dict:
         raise ValueError(f'refusing to write {out_path!r}: the state dict is empty')
     _only_tensors(state_dict, 'state dict to save')
-    out_dir = osp.dirname(osp.abspath(out_path))
-    os.makedirs(out_dir, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix='.pth.tmp', dir=out_dir)
-    os.close(fd)
-    try:
+    with atomic_output(out_path, suffix='.pth.tmp') as tmp:
         torch.save({'state_dict': state_dict, 'meta': meta}, tmp)
         reloaded = torch.load(tmp, map_location='cpu', weights_only=True)
         if sorted(reloaded['state_dict']) != sorted(state_dict):
             raise RuntimeError(f'{tmp} re-loaded with different keys')
-        os.chmod(tmp, _readable_mode())
-        os.replace(tmp, out_path)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
     return out_path

@@ -13,7 +13,7 @@ import torch
 from mmengine import dist
 from mmengine.logging import print_log
 
-from localmim_mm.utils.checkpoint_file import CorruptCheckpointError, check_checkpoint_file
+from .checkpoint_file import CorruptCheckpointError, check_checkpoint_file
 
 
 def is_url(source: str) -> bool:

@@ -50,9 +50,9 @@ class LoudPretrainedInit(PretrainedInit):
         if isinstance(getattr(module, 'init_cfg', None), dict):
             module.init_cfg = dict(module.init_cfg, type='Pretrained')
         if hasattr(module, '_params_init_info'):
-            update_init_info(module, init_info=self._get_init_info())
+            update_init_info(module, init_info=self._loaded_from())
 
-    def _get_init_info(self):
+    def _loaded_from(self) -> str:
         return f'{self.__class__.__name__}: load from {self.checkpoint}'
 
 

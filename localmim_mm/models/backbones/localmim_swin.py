@@ -10,7 +10,8 @@ from mmpretrain.models.backbones.swin_transformer import SwinTransformer
 from mmpretrain.models.utils import resize_pos_embed, to_2tuple
 from mmpretrain.registry import MODELS
 
-from ..utils import RELEASE_INIT_CFG, draw_global_batch, init_patch_embed_as_linear
+from ..utils import (RELEASE_INIT_CFG, check_taps, draw_global_batch,
+                     init_patch_embed_as_linear)
 from ..utils.masked_window_attention import (WindowLayout, build_window_layout,
                                              masked_window_attention)
 
@@ -93,7 +94,7 @@ class LocalMIMSwin(SwinTransformer):
             use_abs_pos_embed=use_abs_pos_embed, interpolate_mode=interpolate_mode,
             with_cp=with_cp, pad_small_map=False, norm_cfg=None, stage_cfgs=stage_cfgs,
             patch_cfg=patch_cfg, init_cfg=init_cfg)
-        _check_taps(out_indices, self.num_layers)
+        check_taps(out_indices, self.num_layers, 'LocalMIMSwin', 'stage')
         self.img_size = to_2tuple(img_size)
         self.patch_size = patch_size
         self.mask_ratio = mask_ratio
@@ -325,14 +326,3 @@ def _to_raster(x: torch.Tensor, coords: torch.Tensor, hw_shape: Tuple[int, int])
 
 def _upsample(mask: torch.Tensor, factor: int) -> torch.Tensor:
     return mask.repeat_interleave(factor, dim=1).repeat_interleave(factor, dim=2)
-
-
-def _check_taps(taps: List[int], num_stages: int) -> None:
-    if not taps:
-        raise ValueError('LocalMIMSwin: out_indices is empty; tap at least one stage')
-    for t in taps:
-        if not isinstance(t, int) or not 0 <= t < num_stages:
-            raise ValueError(f'LocalMIMSwin: stage index {t!r} in out_indices={taps} is outside '
-                             f'0..{num_stages - 1}')
-    if taps != sorted(set(taps)):
-        raise ValueError(f'LocalMIMSwin: out_indices={taps} must be strictly increasing')

@@ -7,8 +7,8 @@ from mmpretrain.models.selfsup.mae import MAEViT
 from mmpretrain.models.utils import resize_pos_embed
 from mmpretrain.registry import MODELS
 
-from ..utils import (RELEASE_INIT_CFG, draw_global_batch, release_2d_sincos_position_embedding,
-                     zero_ffn_biases)
+from ..utils import (RELEASE_INIT_CFG, check_taps, draw_global_batch,
+                     release_2d_sincos_position_embedding, zero_ffn_biases)
 
 __all__ = ['LocalMIMViT']
 
@@ -64,7 +64,7 @@ class LocalMIMViT(MAEViT):
         _check_img_size(img_size, patch_size)
         depth = _arch_depth(arch, self.arch_zoo)
         taps = default_taps(depth) if out_indices is None else list(out_indices)
-        _check_taps(taps, depth)
+        check_taps(taps, depth, 'LocalMIMViT', 'tap')
         super().__init__(
             arch=arch, img_size=img_size, patch_size=patch_size, out_indices=taps,
             drop_path_rate=drop_path_rate, norm_cfg=norm_cfg, final_norm=final_norm,
@@ -153,18 +153,6 @@ def _arch_depth(arch, arch_zoo) -> int:
                              f'{sorted(arch_zoo)} or give a dict')
         return arch_zoo[arch.lower()]['num_layers']
     return arch['num_layers']
-
-
-def _check_taps(taps: List[int], depth: int) -> None:
-    for t in taps:
-        if not isinstance(t, int) or not 0 <= t < depth:
-            raise ValueError(f'LocalMIMViT: tap index {t!r} in out_indices={taps} is outside the '
-                             f'encoder depth {depth} (valid: 0..{depth - 1})')
-    if len(set(taps)) != len(taps):
-        raise ValueError(f'LocalMIMViT: out_indices={taps} has duplicate taps; each supervised '
-                         'block may appear once')
-    if taps != sorted(taps):
-        raise ValueError(f'LocalMIMViT: out_indices={taps} must be increasing (low to high)')
 
 
 def _check_img_size(img_size, patch_size: int) -> None:

@@ -133,6 +133,9 @@ class LocalMIMHead(BaseModule):
             ``[4, 2, 1, 1]`` with a 32-px mask unit), used to bring the mask to each tap.
         with_cls_token (bool): The taps carry a leading cls token (ViT yes, Swin no).
         loss_weights (list[float], optional): Weight of each layer's loss. Defaults to all 1.
+        loss (dict): The masked reconstruction loss of each layer, on (B, cells, C) predictions
+            and targets with a (B, cells) mask. Defaults to mmpretrain's L2
+            ``PixelReconstructionLoss``: mean over channels, averaged over the masked cells.
         init_cfg: Defaults to the release's (xavier-uniform Linear with zero bias, LayerNorm
             1 / 0); see :class:`LocalMIMDecoder`.
     """
@@ -150,6 +153,7 @@ class LocalMIMHead(BaseModule):
                  with_cls_token: bool = True,
                  loss_weights: Optional[Sequence[float]] = None,
                  norm_cfg: dict = dict(type='LN', eps=1e-6),
+                 loss: dict = dict(type='PixelReconstructionLoss', criterion='L2'),
                  init_cfg=RELEASE_INIT_CFG):
         super().__init__(init_cfg=init_cfg)
         self.scales = check_scales(scales, 'LocalMIMHead')
@@ -163,6 +167,7 @@ class LocalMIMHead(BaseModule):
         settings = zip(_per_tap(in_channels, n, 'in_channels'),
                        _per_tap(embed_dims, n, 'embed_dims'), _per_tap(num_heads, n, 'num_heads'),
                        _per_tap(target_channels, n, 'target_channels'), self.scales)
+        self.loss_module = MODELS.build(loss)
         self.decoders = ModuleList(
             LocalMIMDecoder(c_in, dims, heads, depth, mlp_ratio, scale, rescale, c_out,
                             with_cls_token, norm_cfg)
@@ -178,7 +183,8 @@ class LocalMIMHead(BaseModule):
 
     def loss(self, feats: Sequence[torch.Tensor], targets: Sequence[torch.Tensor],
              mask: torch.Tensor) -> List[torch.Tensor]:
-        """Weighted masked MSE per layer: mean over channels, averaged over masked cells."""
+        """Weighted masked loss per layer (MSE by default: mean over channels, averaged over the
+        masked cells)."""
         if not len(feats) == len(targets) == len(self.decoders):
             raise ValueError(f'LocalMIMHead: {len(feats)} taps and {len(targets)} targets for '
                              f'{len(self.decoders)} decoders; the three lists must match')
@@ -195,7 +201,6 @@ class LocalMIMHead(BaseModule):
                 raise ValueError(f'LocalMIMHead: prediction {tuple(pred.shape)} and target '
                                  f'{tuple(target.shape)} differ; check scales against the target '
                                  'cell sizes and target_channels against the target width')
-            weights = scale_mask(tap_mask, scale).flatten(1)
-            per_cell = (pred.float() - target.float()).pow(2).mean(dim=-1)
-            losses.append(weight * (per_cell * weights).sum() / weights.sum())
+            cell_mask = scale_mask(tap_mask, scale).flatten(1)
+            losses.append(weight * self.loss_module(pred.float(), target.float(), cell_mask))
         return losses

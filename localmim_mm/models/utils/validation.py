@@ -14,6 +14,23 @@ def check_cell_sizes(cell_sizes: Sequence[int], owner: str) -> List[int]:
     return cell_sizes
 
 
+def check_taps(taps: Sequence[int], count: int, owner: str, unit: str) -> List[int]:
+    """Tap indices (``out_indices``): integers in ``0..count-1``, strictly increasing."""
+    taps = list(taps)
+    if not taps:
+        raise ValueError(f'{owner}: out_indices is empty; tap at least one {unit}')
+    for t in taps:
+        if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < count:
+            raise ValueError(f'{owner}: {unit} index {t!r} in out_indices={taps} is outside '
+                             f'0..{count - 1} (depth {count})')
+    if len(set(taps)) != len(taps):
+        raise ValueError(f'{owner}: out_indices={taps} has duplicate taps; each supervised '
+                         f'{unit} may appear once')
+    if taps != sorted(taps):
+        raise ValueError(f'{owner}: out_indices={taps} must be strictly increasing (low to high)')
+    return taps
+
+
 def check_scales(scales: Sequence[float], owner: str) -> List[float]:
     """Scales must be powers of two (4, 2, 1, 0.5, ...): the mask is repeated or 2^n-pooled."""
     scales = list(scales)

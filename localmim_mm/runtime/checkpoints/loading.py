@@ -1,10 +1,10 @@
 """Checkpoint loading for runs: weights-only runner checkpoints, checked and converted files.
 
-mmengine 0.10.7 calls ``torch.load`` without ``weights_only``; under torch >= 2.6 that is the
-weights-only unpickler, which refuses what a runner checkpoint pickles: the message hub's
-``HistoryBuffer`` (rebuilt through ``getattr`` of a bound method) and numpy values. Allowing
-``getattr`` would allow arbitrary calls, so instead ``HistoryBuffer`` is pickled as plain data
-(its logs and counts) via ``copyreg`` and the data types are registered as torch safe globals.
+mmengine (``compat.TESTED_MMENGINE``) calls ``torch.load`` without ``weights_only``; under torch >=
+2.6 that is the weights-only unpickler, which refuses what a runner checkpoint pickles: the message
+hub's ``HistoryBuffer`` (rebuilt through ``getattr`` of a bound method) and numpy values. Allowing
+``getattr`` would allow arbitrary calls, so instead ``HistoryBuffer`` is pickled as plain data (its
+logs and counts) via ``copyreg`` and the data types are registered as torch safe globals.
 Checkpoints written without this layer (e.g. by stock mmpretrain) still need
 ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` if, and only if, you trust the file.
 
@@ -21,7 +21,7 @@ from mmengine.runner.checkpoint import CheckpointLoader
 
 from localmim_mm.transfer.checkpoint_io import RUNNER_CHECKPOINT_TYPES, read_checkpoint
 
-from .compat import require_tested_mmengine
+from ..compat import require_tested_mmengine
 
 
 def _reduce_history_buffer(buffer: HistoryBuffer):
@@ -34,7 +34,7 @@ def _load_checked(filename: str, map_location=None):
 
 
 def enable_checkpoint_loading() -> None:
-    # HistoryBuffer(log_history, count_history, max_length) is the constructor of 0.10.7.
+    # HistoryBuffer(log_history, count_history, max_length): the constructor of the tested mmengine.
     require_tested_mmengine('pickling HistoryBuffer as plain data')
     copyreg.pickle(HistoryBuffer, _reduce_history_buffer)
     torch.serialization.add_safe_globals(RUNNER_CHECKPOINT_TYPES)

@@ -15,21 +15,13 @@ from typing import List, Optional, Tuple
 
 from mmengine.config import Config
 from mmengine.logging import print_log
+from mmengine.runner import find_latest_checkpoint
 
-from .checkpoint_file import CorruptCheckpointError, check_checkpoint_file
+from ...transfer.checkpoint_file import CorruptCheckpointError, check_checkpoint_file
 
 __all__ = ['find_resumable_checkpoint', 'resolve_auto_resume']
 
 CHECKPOINT_NAME = re.compile(r'^(epoch|iter)_(\d+)\.pth$')
-
-
-def _pointed_checkpoint(work_dir: str) -> Optional[str]:
-    pointer = osp.join(work_dir, 'last_checkpoint')
-    if not osp.isfile(pointer):
-        return None
-    with open(pointer) as f:
-        path = f.read().strip()
-    return path or None
 
 
 def _checkpoints_in(folder: str) -> List[str]:
@@ -46,7 +38,7 @@ def _checkpoints_in(folder: str) -> List[str]:
 
 def resume_candidates(work_dir: str) -> List[str]:
     """The ``last_checkpoint`` target, then the other checkpoints newest first (no repeats)."""
-    pointed = _pointed_checkpoint(work_dir)
+    pointed = find_latest_checkpoint(work_dir) or None
     folders = [work_dir] + ([osp.dirname(pointed)] if pointed else [])
     ordered = [pointed] if pointed else []
     for folder in folders:

@@ -8,16 +8,16 @@ and ``tools/test.py`` (which runs the test loop) silently evaluates the original
   to the test one too (the user's evident intent);
 * when the config defines its own test loader, ``val_*`` overrides are refused, as are
   overrides of what testing never uses (``train_dataloader``, ``train_cfg``, ``val_cfg``);
-* :class:`EvaluatedSplitHook` logs the dataset root, split and number of images evaluated.
+* :class:`~localmim_mm.runtime.hooks.EvaluatedSplitHook` logs the dataset root, split and
+  number of images evaluated.
 """
 import copy
 from typing import Dict, List
 
 from mmengine.config import Config
-from mmengine.hooks import Hook
 from mmengine.logging import print_log
 
-__all__ = ['merge_test_options', 'describe_dataset', 'EvaluatedSplitHook']
+__all__ = ['merge_test_options']
 
 DERIVED_FROM_VAL = (('val_dataloader', 'test_dataloader'), ('val_evaluator', 'test_evaluator'))
 UNUSED_BY_TESTING = ('train_dataloader', 'train_cfg', 'val_cfg')
@@ -58,29 +58,3 @@ def merge_test_options(cfg: Config, options: Dict[str, object]) -> None:
         cfg.merge_from_dict({k: v for k, v in options.items() if k in _keys_under(options, test)})
         print_log(f'the config derives {test} from {val}: your {val}.* overrides apply to the '
                   'test loop too', logger='current')
-
-
-def _innermost(dataset):
-    """The dataset inside wrappers (``RepeatDataset``, ``ClassBalancedDataset``, ...)."""
-    while not hasattr(dataset, 'data_root') and hasattr(dataset, 'dataset'):
-        dataset = dataset.dataset
-    return dataset
-
-
-def describe_dataset(dataset) -> str:
-    """``N images of <type>: root ..., split ..., ...`` for the log."""
-    inner = _innermost(dataset)
-    parts = [f'root {getattr(inner, "data_root", None)!r}']
-    for name in ('split', 'ann_file', 'data_prefix'):
-        value = getattr(inner, name, None)
-        if value:
-            parts.append(f'{name} {value!r}')
-    return f'{len(dataset)} images of {type(inner).__name__}: {", ".join(parts)}'
-
-
-class EvaluatedSplitHook(Hook):
-    """Logs what the test loop evaluates, once its dataloader is built."""
-    priority = 'VERY_HIGH'
-
-    def before_test(self, runner) -> None:
-        runner.logger.info(f'evaluating {describe_dataset(runner.test_dataloader.dataset)}')

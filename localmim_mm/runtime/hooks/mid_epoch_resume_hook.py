@@ -27,12 +27,12 @@ class SkipFirstSampler:
 class MidEpochResumeHook(Hook):
     """Skip the batches of the resumed epoch that the checkpoint has already trained on.
 
-    mmengine 0.10.7's ``EpochBasedTrainLoop`` restores ``iter`` and ``epoch`` from a checkpoint
-    but starts the epoch from its first batch, so a checkpoint saved by iteration
+    mmengine's ``EpochBasedTrainLoop`` (``compat.TESTED_MMENGINE``) restores ``iter`` and ``epoch``
+    from a checkpoint but starts the epoch from its first batch, so a checkpoint saved by iteration
     (``CheckpointHook(by_epoch=False)``) trains the start of that epoch twice (and the epoch runs
-    past its length in iterations). This hook hands the first resumed epoch a sampler without
-    the consumed indices; the skipped samples are not loaded. The sampler order is a function of
-    (seed, epoch), so the remaining batches are those of the uninterrupted run.
+    past its length in iterations). This hook hands the first resumed epoch a sampler without the
+    consumed indices; the skipped samples are not loaded. The sampler order is a function of (seed,
+    epoch), so the remaining batches are those of the uninterrupted run.
 
     In the log, the batch index of that one epoch counts from the resume point. Iteration-based
     loops are left alone (mmengine skips their batches itself).

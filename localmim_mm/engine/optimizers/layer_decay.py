@@ -8,12 +8,14 @@ depth from ``model.backbone`` instead: the backbone's own ``get_layer_depth`` (m
 (same parameter names, no such method), the Swin rule below. Every other parameter (neck,
 heads) is in the last depth and keeps the base lr.
 
-This module imports neither mmdet nor mmseg; ``localmim_mm.det`` / ``localmim_mm.seg`` register
-the class in their registries.
+The class is registered once, in mmengine's root ``OPTIM_WRAPPER_CONSTRUCTORS``: mmpretrain's,
+mmdet's and mmseg's registries are its children and find it there, so this module imports neither
+mmdet nor mmseg.
 """
 from typing import Callable, List, Optional, Tuple
 
 import torch.nn as nn
+from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
 from mmpretrain.engine.optimizers import LearningRateDecayOptimWrapperConstructor
 
 LayerDepthFn = Callable[[str], Tuple[int, int]]
@@ -57,6 +59,7 @@ def backbone_layer_depth(model: nn.Module, prefix: str = 'backbone.') -> LayerDe
         'SwinTransformer (or mmdet / mmseg SwinTransformer), or drop `layer_decay_rate`.')
 
 
+@OPTIM_WRAPPER_CONSTRUCTORS.register_module()
 class BackboneLayerDecayOptimWrapperConstructor(LearningRateDecayOptimWrapperConstructor):
     """mmpretrain's layer-decay constructor, with the depth taken from ``model.backbone``.
 

@@ -1,39 +1,18 @@
 """Random states in runner checkpoints, so that a resumed run continues the same random streams."""
 import logging
-import random
 from typing import List, Optional
 
-import numpy as np
 import torch
 from mmengine.dist import all_gather_object, get_dist_info
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
-from mmengine.model import is_model_wrapper
 from mmpretrain.registry import HOOKS
 
-from .checkpoint_schedule import checkpoint_due
-from .seeds import rank0_seed
+from ..model_wrappers import unwrap_model
+from ..randomness import capture_rng_states, rank0_seed, restore_rng_states
+from .atomic_checkpoint_hook import checkpoint_due
 
 __all__ = ['RNGStateHook']
-
-
-def capture_rng_states() -> dict:
-    """This process's global random states, as types that load under ``weights_only=True``."""
-    name, keys, pos, has_gauss, gauss = np.random.get_state()
-    states = dict(torch=torch.get_rng_state(), python=random.getstate(),
-                  numpy=(name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss))
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        states['cuda'] = torch.cuda.get_rng_state()
-    return states
-
-
-def restore_rng_states(states: dict) -> None:
-    torch.set_rng_state(states['torch'])
-    random.setstate(states['python'])
-    name, keys, pos, has_gauss, gauss = states['numpy']
-    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-    if 'cuda' in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state(states['cuda'])
 
 
 def _device_of(module: torch.nn.Module) -> torch.device:
@@ -53,8 +32,9 @@ def _restore_generator(module: torch.nn.Module, state: torch.Tensor) -> None:
 class RNGStateHook(Hook):
     """Save and restore every random state that training consumes.
 
-    mmengine 0.10.7 re-seeds a resumed run from the config seed and saves no random state, so
-    after ``--resume`` masks, drop-path and data-loading randomness start over. This hook:
+    mmengine (``compat.TESTED_MMENGINE``) re-seeds a resumed run from the config seed and saves
+    no random state, so after ``--resume`` masks, drop-path and data-loading randomness start
+    over. This hook:
 
     * gives each module with a ``mask_generator`` attribute (``LocalMIMViT``) its own generator,
       seeded alike on every rank (rank 0's seed), so masks depend neither on the rank split nor on
@@ -139,5 +119,4 @@ class RNGStateHook(Hook):
 
     @staticmethod
     def _mask_modules(runner) -> list:
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        return [m for m in model.modules() if hasattr(m, 'mask_generator')]
+        return [m for m in unwrap_model(runner.model).modules() if hasattr(m, 'mask_generator')]

@@ -4,20 +4,22 @@ import time
 from typing import Dict, Optional
 
 import torch
-from mmengine.dist import all_gather_object, broadcast_object_list, get_dist_info
-from mmengine.hooks import Hook
+from mmengine.dist import broadcast_object_list, collect_results, get_dist_info
 from mmengine.logging import print_log
 from mmpretrain.registry import HOOKS
 
-from ..evaluation import (extract_features, knn_accuracy, linear_probe_accuracy,
-                          load_image_folder)
-from .training_state_guard import guard_training_state, unwrap_model
+from ...evaluation import (extract_features, knn_accuracy, linear_probe_accuracy,
+                           load_image_folder)
+from ...models.utils import model_input_size
+from ...runtime.model_wrappers import unwrap_model
+from .periodic_check_hook import PeriodicCheckHook
+from .training_state_guard import guard_training_state
 
 __all__ = ['RepresentationMonitorHook']
 
 
 @HOOKS.register_module()
-class RepresentationMonitorHook(Hook):
+class RepresentationMonitorHook(PeriodicCheckHook):
     """Every ``interval`` epochs (or iterations) score the current encoder on a small labelled
     image folder: k-NN top-1 of the ``val_split`` images against a bank of ``train_split``
     images, and optionally a linear probe, in percent.
@@ -32,10 +34,10 @@ class RepresentationMonitorHook(Hook):
     positions). The folder is decoded once, before training, at the model's input size and
     kept in memory (1000 images at 224 px: 150 MB per process).
 
-    **Multi-process**: each rank extracts the features of every ``world_size``-th image, the
-    features are gathered, and rank 0 scores them once and broadcasts the scores, so every rank
-    logs the same numbers as a single-process run. Collectives happen only on monitored
-    iterations.
+    **Multi-process**: each rank extracts the features of every ``world_size``-th image, rank 0
+    collects them (``mmengine.dist.collect_results``), scores them once and broadcasts the scores,
+    so every rank logs the same numbers as a single-process run. Collectives happen only on
+    monitored iterations.
 
     **Training is unchanged**: the check runs under :func:`guard_training_state` (global and
     mask random states, module modes restored; no gradients), uses no dataloader and draws no
@@ -64,7 +66,6 @@ class RepresentationMonitorHook(Hook):
         warn_share (float): Warn when a check costs more than this share of the training time
             since the previous one. Defaults to 0.1.
     """
-    priority = 'NORMAL'  # after_train_epoch before the CheckpointHook (VERY_LOW)
 
     def __init__(self,
                  data_root: str,
@@ -80,8 +81,8 @@ class RepresentationMonitorHook(Hook):
                  probe_epochs: int = 100,
                  batch_size: int = 64,
                  warn_share: float = 0.1) -> None:
-        for name, value in (('interval', interval), ('k', k), ('batch_size', batch_size),
-                            ('probe_epochs', probe_epochs)):
+        super().__init__(interval=interval, by_epoch=by_epoch, initial=initial)
+        for name, value in (('k', k), ('batch_size', batch_size), ('probe_epochs', probe_epochs)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f'RepresentationMonitorHook: {name}={value!r} must be an '
                                  'integer >= 1')
@@ -90,9 +91,6 @@ class RepresentationMonitorHook(Hook):
                              '> 0 (or None for a plain majority vote)')
         self.data_root = data_root
         self.splits = (train_split, val_split)
-        self.interval = interval
-        self.by_epoch = by_epoch
-        self.initial = initial
         self.per_class = per_class
         self.knn_args = dict(k=k, temperature=temperature)
         self.linear_probe = linear_probe
@@ -102,26 +100,16 @@ class RepresentationMonitorHook(Hook):
         self._data = None
         self._since = None  # when the training time of the current check period started
 
-    # ------------------------------------------------------------------ hook points
-    def before_train(self, runner) -> None:
+    def setup(self, runner) -> None:
         self._data = self._load(unwrap_model(runner.model))
         self._since = time.perf_counter()
-        if self.initial and runner.iter == 0:
-            self._check(runner, step=0, epoch=0)
 
-    def after_train_epoch(self, runner) -> None:
-        if self.by_epoch and (self.every_n_epochs(runner, self.interval)
-                              or self.is_last_train_epoch(runner)):
-            self._check(runner, step=runner.iter, epoch=runner.epoch + 1)
-
-    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
-        if not self.by_epoch and (self.every_n_train_iters(runner, self.interval)
-                                  or self.is_last_train_iter(runner)):
-            self._check(runner, step=runner.iter + 1, epoch=runner.epoch + 1)
+    def check(self, runner, epoch: int, iteration: int) -> None:
+        self._check(runner, step=iteration, epoch=epoch)
 
     # ------------------------------------------------------------------ the check
     def _load(self, model) -> dict:
-        size = input_size(model.backbone)
+        size = model_input_size(model)
         if size[0] != size[1]:
             raise ValueError(f'RepresentationMonitorHook: the model takes {size[0]}x{size[1]} '
                              'inputs; the monitor resizes its images to squares only')
@@ -149,7 +137,7 @@ class RepresentationMonitorHook(Hook):
         trained = start - self._since
         with guard_training_state(runner.model) as model:
             feats = self._gathered_features(model)
-            scores = [self._scores(feats) if get_dist_info()[0] == 0 else None]
+            scores = [self._scores(feats) if feats is not None else None]
             if get_dist_info()[1] > 1:
                 broadcast_object_list(scores)
         seconds = time.perf_counter() - start
@@ -157,22 +145,16 @@ class RepresentationMonitorHook(Hook):
         self._report(runner, step, epoch, scores, share=seconds / trained if step else None)
         self._since = time.perf_counter()
 
-    def _gathered_features(self, model) -> torch.Tensor:
-        """Features of every image, in folder order, each computed on one rank only."""
-        device = next(model.parameters()).device
-        mean, std = normalisation(model.data_preprocessor)
-        images = self._data['images']
-        if not converts_to_rgb(model.data_preprocessor):
-            images = images.flip(1)  # the model was trained on BGR input
-        feats = encoder_features(model.backbone, images, mean, std, self.batch_size, device)
-        rank, world_size = get_dist_info()
-        if world_size == 1:
-            return feats
-        shards = all_gather_object(feats.cpu())
-        merged = torch.empty(self._data['total'], feats.shape[1], dtype=feats.dtype)
-        for r, shard in enumerate(shards):
-            merged[r::world_size] = shard
-        return merged
+    def _gathered_features(self, model) -> Optional[torch.Tensor]:
+        """Features of every image, in folder order, each computed on one rank only; on rank 0
+        (None on the others)."""
+        feats = extract_features(model.backbone, self._data['images'],
+                                 batch_size=self.batch_size,
+                                 device=next(model.parameters()).device,
+                                 preprocess=_as_dataloader_input(model.data_preprocessor))
+        # The 'gpu' mode is one all_gather_object (gloo runs it too): no shared temporary folder.
+        gathered = collect_results(list(feats), self._data['total'], device='gpu')
+        return torch.stack(gathered) if gathered is not None else None
 
     def _scores(self, feats: torch.Tensor) -> Dict[str, float]:
         bank_labels, query_labels = self._data['labels']
@@ -205,36 +187,10 @@ class RepresentationMonitorHook(Hook):
                       logger='current', level=logging.WARNING)
 
 
-def input_size(backbone) -> tuple:
-    """(H, W) the backbone was built for."""
-    size = getattr(backbone, 'img_size', None)
-    if size is None:
-        raise TypeError(f'RepresentationMonitorHook: {type(backbone).__name__} does not say its '
-                        'input size (no img_size attribute)')
-    return (size, size) if isinstance(size, int) else tuple(size)
-
-
-def normalisation(preprocessor):
-    mean = getattr(preprocessor, 'mean', None)
-    if mean is None:
-        return torch.zeros(3), torch.ones(3)
-    return mean.detach().cpu().flatten(), preprocessor.std.detach().cpu().flatten()
-
-
-def converts_to_rgb(preprocessor) -> bool:
-    return bool(getattr(preprocessor, '_channel_conversion', False))
-
-
-def encoder_features(backbone, images, mean, std, batch_size: int, device) -> torch.Tensor:
-    """``extract_features`` for ViT-style backbones; a pyramid (Swin) backbone's last output
-    average-pooled over positions."""
-    if hasattr(backbone, 'layers'):
-        return extract_features(backbone, images, mean, std, batch_size, device)
-    mean = mean.to(device).view(1, 3, 1, 1)
-    std = std.to(device).view(1, 3, 1, 1)
-    feats = []
-    for start in range(0, len(images), batch_size):
-        x = (images[start:start + batch_size].to(device).float() - mean) / std
-        out = backbone(x, mask=None)
-        feats.append(out[-1].flatten(2).mean(-1).float().cpu())
-    return torch.cat(feats)
+def _as_dataloader_input(preprocessor):
+    """The model's own normalisation for the monitor's RGB images: the dataloader hands the
+    preprocessor BGR images (mmcv decodes to BGR; ``to_rgb`` converts them), so the monitor's
+    images are flipped to BGR and go through the preprocessor as a batch would."""
+    def preprocess(batch: torch.Tensor) -> torch.Tensor:
+        return preprocessor(dict(inputs=batch.flip(1), data_samples=None))['inputs']
+    return preprocess

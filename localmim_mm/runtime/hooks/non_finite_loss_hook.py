@@ -7,7 +7,8 @@ from mmengine.dist import all_reduce, get_dist_info
 from mmengine.hooks import Hook, RuntimeInfoHook
 from mmpretrain.registry import HOOKS
 
-from .checkpoint_schedule import checkpoint_follows_iter
+from ..compat import require_tested_mmengine
+from .atomic_checkpoint_hook import checkpoint_follows_iter
 
 __all__ = ['NonFiniteLossHook']
 
@@ -41,6 +42,8 @@ class NonFiniteLossHook(Hook):
     priority = 'HIGH'  # after RuntimeInfoHook (VERY_HIGH), before EMA, logger and checkpoints
 
     def __init__(self) -> None:
+        require_tested_mmengine('NonFiniteLossHook (it reads the loss values RuntimeInfoHook '
+                                "logs as 'train/<loss>' in the message hub)")
         self._reads_message_hub = False
 
     def before_train(self, runner) -> None:

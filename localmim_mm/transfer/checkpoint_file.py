@@ -1,4 +1,5 @@
-"""Is a checkpoint file whole? Checked on the bytes, before anything is unpickled.
+"""Is a checkpoint file whole? Checked on the bytes, before anything is unpickled. And the one way
+to write a file so that a kill mid-write never leaves a partial file under its name.
 
 ``torch.save`` writes a zip archive (``<name>/data.pkl`` plus one member per storage) whose
 directory sits at the very end of the file, so a file cut short by a full disk, a killed copy or
@@ -8,10 +9,15 @@ a damaged member, loads wrong values without a word (it does not check the membe
 objects the weights-only unpickler refuses, so that no caller suggests ``--trust-pickle`` (or
 ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``) for a file that no unpickler can read.
 """
+import contextlib
 import os
+import os.path as osp
+import tempfile
 import zipfile
+from typing import Iterator
 
-__all__ = ['CorruptCheckpointError', 'check_checkpoint_file']
+__all__ = ['CorruptCheckpointError', 'check_checkpoint_file', 'atomic_output', 'atomic_write_text',
+           'commit_file', 'fsync_file']
 
 _ZIP_MAGIC = b'PK\x03\x04'
 _PICKLE_PROTO = b'\x80'  # torch's legacy (pre-1.6) format starts with a pickle header
@@ -63,3 +69,46 @@ def _check_zip(path: str, size: int, verify_crc: bool) -> None:
         raise _corrupt(path, f'the zip archive has no data.pkl (members {names[:4]})')
     if damaged is not None:
         raise _corrupt(path, f'member {damaged!r} fails its CRC-32 check')
+
+
+@contextlib.contextmanager
+def atomic_output(path: str, suffix: str = '.tmp') -> Iterator[str]:
+    """Yield a fresh temporary path in ``path``'s folder (ending in ``suffix``, for writers that
+    add or need an extension); when the body returns, the file is flushed to disk, given the
+    mode ``open()`` would give it, and renamed over ``path`` (atomic on POSIX). When the body
+    raises, the temporary file is removed and ``path`` is untouched."""
+    folder = osp.dirname(osp.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f'{osp.basename(path)}.', suffix=suffix, dir=folder)
+    os.close(fd)
+    try:
+        yield tmp
+        os.chmod(tmp, _new_file_mode())
+        commit_file(tmp, path)
+    finally:
+        if osp.exists(tmp):
+            os.remove(tmp)
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    with atomic_output(path) as tmp, open(tmp, 'w') as f:
+        f.write(text)
+
+
+def commit_file(tmp: str, path: str) -> None:
+    """Flush the finished file ``tmp`` to disk and rename it over ``path``."""
+    fsync_file(tmp)
+    os.replace(tmp, path)
+
+
+def fsync_file(path: str) -> None:
+    with open(path, 'rb+') as f:
+        os.fsync(f.fileno())
+
+
+def _new_file_mode() -> int:
+    """The mode ``open()`` would give a new file: 0o666 less the umask (0o644 under umask 022);
+    ``mkstemp`` creates 0o600, which other users and the downstream jobs could not read."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask

@@ -2,17 +2,19 @@
 from typing import Sequence, Union
 
 from mmengine.dist import is_main_process
-from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmpretrain.registry import HOOKS
 
-from .training_state_guard import guard_training_state, unwrap_model
+from ...models.utils import model_input_size
+from ...runtime.model_wrappers import unwrap_model
+from .periodic_check_hook import PeriodicCheckHook
+from .training_state_guard import guard_training_state
 
 __all__ = ['LiveReconstructionHook']
 
 
 @HOOKS.register_module()
-class LiveReconstructionHook(Hook):
+class LiveReconstructionHook(PeriodicCheckHook):
     """Every ``interval`` epochs (or iterations) draw what each supervised layer reconstructs
     for a few fixed images: the reconstruction viewer's panels (input, masked input, target,
     prediction; HOG glyphs with their legend, or pixels), one row per layer, one figure per
@@ -39,7 +41,6 @@ class LiveReconstructionHook(Hook):
         initial (bool): Also draw the initial model before training (not when resuming).
         seed (int): Seed of the masks. Defaults to 0.
     """
-    priority = 'NORMAL'
 
     def __init__(self,
                  images: Union[str, Sequence[str]] = 'data/sample_cifar/val',
@@ -48,22 +49,18 @@ class LiveReconstructionHook(Hook):
                  by_epoch: bool = True,
                  initial: bool = False,
                  seed: int = 0) -> None:
-        for name, value in (('max_images', max_images), ('interval', interval)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f'LiveReconstructionHook: {name}={value!r} must be an integer '
-                                 '>= 1')
+        super().__init__(interval=interval, by_epoch=by_epoch, initial=initial)
+        if isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1:
+            raise ValueError(f'LiveReconstructionHook: max_images={max_images!r} must be an '
+                             'integer >= 1')
         self.images = [images] if isinstance(images, str) else list(images)
         self.max_images = max_images
-        self.interval = interval
-        self.by_epoch = by_epoch
-        self.initial = initial
         self.seed = seed
         self._inputs = None
 
-    def before_train(self, runner) -> None:
-        from ..analysis.images import ImageInput, find_images
-        from ..analysis.loading import model_input_size
-        from ..analysis.reconstruction import check_reconstruction_model
+    def setup(self, runner) -> None:
+        from ...analysis.images import ImageInput, find_images
+        from ...analysis.reconstruction import check_reconstruction_model
         model = unwrap_model(runner.model)
         check_reconstruction_model(model)
         if not is_main_process():
@@ -74,25 +71,16 @@ class LiveReconstructionHook(Hook):
         print_log(f'LiveReconstructionHook: drawing {", ".join(i.name for i in self._inputs)} '
                   f'every {self.interval} {"epoch" if self.by_epoch else "iteration"}(s)',
                   logger='current')
-        if self.initial and runner.iter == 0:
-            self._draw(runner, step=0)
 
-    def after_train_epoch(self, runner) -> None:
-        if self.by_epoch and (self.every_n_epochs(runner, self.interval)
-                              or self.is_last_train_epoch(runner)):
-            self._draw(runner, step=runner.epoch + 1)
-
-    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
-        if not self.by_epoch and (self.every_n_train_iters(runner, self.interval)
-                                  or self.is_last_train_iter(runner)):
-            self._draw(runner, step=runner.iter + 1)
+    def check(self, runner, epoch: int, iteration: int) -> None:
+        self._draw(runner, step=epoch if self.by_epoch else iteration)
 
     def _draw(self, runner, step: int) -> None:
         if not is_main_process():
             return
-        from ..analysis.images import figure_to_rgb
-        from ..analysis.reconstruction import reconstruct
-        from ..analysis.reconstruction_figure import reconstruction_figure
+        from ...analysis.images import figure_to_rgb
+        from ...analysis.reconstruction import reconstruct
+        from ...analysis.reconstruction_figure import reconstruction_figure
         unit = 'epoch' if self.by_epoch else 'iter'
         with guard_training_state(runner.model) as model:
             for module in model.modules():

@@ -1,6 +1,6 @@
 """Is the rendezvous port free? Run by ``tools/dist_train.sh`` / ``dist_test.sh`` before launching.
 
-    python localmim_mm/utils/ports.py PORT [SCRIPT]
+    python tools/free_port.py PORT [SCRIPT]
 
 Exits 0 when PORT can be listened on; otherwise prints which ``PORT=...`` to use and exits 1
 (torch's launcher would otherwise stop on ``EADDRINUSE`` with no hint). Standard library only,

@@ -5,7 +5,7 @@ resume cannot rescale the schedule: ``--resume`` with the config's longer ``max_
 train the extra epochs at the finished schedule's final lr, and ``--resume --epochs 8`` of a
 6-epoch run would print a rescale that the saved scheduler state then overrides. Every checkpoint
 of ``tools/train.py`` records its run length (``meta['run_length']``, written by
-:class:`~localmim_mm.utils.schedule.RunLengthCheck`; older checkpoints: the ``train_cfg`` of the
+:class:`~localmim_mm.runtime.hooks.RunLengthCheck`; older checkpoints: the ``train_cfg`` of the
 config text mmengine saves in ``meta['cfg']``). :func:`check_resume_length`, run before the
 Runner is built, compares it with the length asked for and
 
@@ -26,8 +26,9 @@ import torch
 from mmengine.config import Config
 from mmengine.logging import print_log
 
-from .schedule import finished_message, run_length_of
-from .training_run import launcher_rank
+from ..cli.schedule import run_length_of
+from ..hooks.run_length_check import finished_message
+from ..launch.training_run import launcher_rank
 
 __all__ = ['check_resume_length', 'saved_run_length']
 

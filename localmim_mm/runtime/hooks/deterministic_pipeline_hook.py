@@ -1,12 +1,10 @@
 """Data augmentation drawn per sample from (seed, epoch, sample index)."""
-import random
-
 import numpy as np
 import torch
 from mmengine.hooks import Hook
 from mmpretrain.registry import HOOKS
 
-from .seeds import rank0_seed
+from ..randomness import rank0_seed, seeded_host_rngs
 
 __all__ = ['DeterministicPipelineHook', 'SeededPipeline']
 
@@ -34,17 +32,8 @@ class SeededPipeline:
         if 'sample_idx' not in results:
             raise KeyError('DeterministicPipelineHook: the dataset gives no `sample_idx` in its '
                            'data info; it needs an mmengine BaseDataset')
-        saved = torch.get_rng_state(), np.random.get_state(), random.getstate()
-        seed = self.sample_seed(results['sample_idx'])
-        torch.default_generator.manual_seed(seed)  # CPU only: CUDA streams stay untouched
-        np.random.seed(seed)
-        random.seed(seed)
-        try:
+        with seeded_host_rngs(self.sample_seed(results['sample_idx'])):
             return self.pipeline(results)
-        finally:
-            torch.set_rng_state(saved[0])
-            np.random.set_state(saved[1])
-            random.setstate(saved[2])
 
     def __repr__(self) -> str:
         return f'SeededPipeline(seed={self.seed}, {self.pipeline!r})'

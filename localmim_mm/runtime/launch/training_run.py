@@ -6,13 +6,14 @@ from typing import Optional
 
 import torch
 from mmengine.config import Config
-from mmengine.model import is_model_wrapper
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from .checkpoint_file import CorruptCheckpointError, check_checkpoint_file
+from ...transfer.checkpoint_file import CorruptCheckpointError, check_checkpoint_file
+from ..checkpoints.resume import resolve_auto_resume
+from ..compat import require_tested_mmengine
+from ..model_wrappers import unwrap_model
 from .process import die_with_parent, forked_children_die_with_this_process
-from .resume import resolve_auto_resume
 from .work_dir_lock import WorkDirBusyError, lock_work_dir
 
 __all__ = ['build_runner', 'guard_worker', 'guard_training_run', 'launcher_rank']
@@ -25,10 +26,10 @@ def build_runner(cfg: Config):
     ``FlexibleRunner`` with an FSDP / DeepSpeed ``strategy``), as mmpretrain's train.py does;
     ``cfg.compile`` (True or ``torch.compile`` options) compiles the model's forward.
 
-    mmengine 0.10.7's Runner compiles ``train_step``, which includes the optimizer step that
-    dynamo fails to trace (torch 2.13: ``'UserDefinedDictVariable' object has no attribute
-    'items'`` in AdamW), and ``FlexibleRunner.from_cfg`` drops ``compile``. Both therefore get
-    the forward compiled instead (the dumped config keeps ``compile``).
+    mmengine's Runner (``compat.TESTED_MMENGINE``) compiles ``train_step``, which includes the
+    optimizer step that dynamo fails to trace (torch 2.13: ``'UserDefinedDictVariable' object has no
+    attribute 'items'`` in AdamW), and ``FlexibleRunner.from_cfg`` drops ``compile``. Both therefore
+    get the forward compiled instead (the dumped config keeps ``compile``).
     """
     options = _compile_options(cfg.get('compile'))
     if 'runner_type' not in cfg:
@@ -39,7 +40,9 @@ def build_runner(cfg: Config):
         return runner
     runner = RUNNERS.build(cfg)
     if options is not None:
-        runner._compile = dict(options, target='forward')  # FlexibleRunner's own setting
+        # mmengine private: FlexibleRunner keeps its compile setting only in `_compile`.
+        require_tested_mmengine('compiling the forward of a FlexibleRunner (runner._compile)')
+        runner._compile = dict(options, target='forward')
     return runner
 
 
@@ -57,7 +60,7 @@ def _compile_options(setting) -> Optional[dict]:
 def compile_forward(runner, options: dict) -> None:
     """``torch.compile`` the forward of the (unwrapped) model; DDP then calls the compiled
     forward, and the backward and optimizer step stay eager."""
-    model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+    model = unwrap_model(runner.model)
     model.forward = torch.compile(model.forward, **options)
     runner.logger.info(f'Model has been "compiled" (forward, torch.compile options {options}); '
                        'the first iterations are slow while it compiles')

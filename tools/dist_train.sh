@@ -5,34 +5,11 @@
 # when no GPU is present (tools/train.py decides; the config is not edited).
 # PYTHON selects the interpreter (default: the repo's .venv if present, else python).
 # A busy PORT is reported before launching (with a free one to use). The launcher replaces this
-# shell (exec) and its workers die with it, whatever the signal (tools/train.py, test.py).
+# shell (exec) and its workers die with it, whatever the signal (tools/dist_launch.sh).
 set -euo pipefail
 if [ "$#" -lt 2 ]; then
   echo "usage: tools/dist_train.sh CONFIG NUM_PROCS_PER_NODE [train.py arguments...] (2 arguments needed, $# given)" >&2
   exit 2
 fi
-CONFIG=$1
-NPROC=$2
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
-MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
-ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-if [ -z "${PYTHON:-}" ]; then
-  if [ -x "$ROOT/.venv/bin/python" ]; then PYTHON="$ROOT/.venv/bin/python"; else PYTHON=python; fi
-fi
-
-if [ "$NODE_RANK" = "0" ]; then
-  "$PYTHON" "$ROOT/tools/free_port.py" "$PORT" tools/dist_train.sh || exit 1
-fi
-
-PYTHONPATH="$ROOT:${PYTHONPATH:-}" \
-exec "$PYTHON" -m torch.distributed.run \
-    --nnodes="$NNODES" \
-    --node_rank="$NODE_RANK" \
-    --master_addr="$MASTER_ADDR" \
-    --nproc_per_node="$NPROC" \
-    --master_port="$PORT" \
-    "$ROOT/tools/train.py" \
-    "$CONFIG" \
-    --launcher pytorch "${@:3}"
+exec bash "$(dirname "$0")/dist_launch.sh" tools/dist_train.sh train.py "$2" \
+    "$1" --launcher pytorch "${@:3}"

@@ -17,11 +17,12 @@ LAUNCHER_PID = os.getppid()  # before the slow imports: workers die with their l
 import argparse  # noqa: E402
 import os.path as osp  # noqa: E402
 
-from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.config import Config  # noqa: E402
 
 from localmim_mm import runtime  # noqa: E402
-from localmim_mm.runtime.cli import (check_config_path, check_override_keys,  # noqa: E402
-                                    merge_test_options, registry_hints, run_tool)
+from localmim_mm.runtime.cli import (add_shared_arguments, check_config_path,  # noqa: E402
+                                    check_override_keys, merge_test_options, parse_tool_args,
+                                    registry_hints, run_tool)
 from localmim_mm.runtime.hooks import EvaluatedSplitHook  # noqa: E402
 from localmim_mm.runtime.launch import build_runner, guard_worker, prepare_launch  # noqa: E402
 from localmim_mm.runtime.launch.training_run import check_load_from  # noqa: E402
@@ -33,17 +34,8 @@ def parse_args():
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--work-dir', help='the directory to save the evaluation logs')
     parser.add_argument('--out', help='dump the metrics to this file (.json / .pkl / .yaml)')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override settings in the config, key=value pairs (xxx=yyy format)')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    parser.add_argument('--debug', action='store_true',
-                        help='show the full traceback of an error (default: one line)')
-    args = parser.parse_args()
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    add_shared_arguments(parser)
+    return parse_tool_args(parser)
 
 
 def main():

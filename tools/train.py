@@ -31,12 +31,13 @@ import argparse  # noqa: E402
 import os.path as osp  # noqa: E402
 import sys  # noqa: E402
 
-from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.config import Config  # noqa: E402
 
 from localmim_mm import runtime  # noqa: E402
 from localmim_mm.runtime.checkpoints import check_resume_length  # noqa: E402
-from localmim_mm.runtime.cli import (check_config_path, check_override_keys,  # noqa: E402
-                                    fit_schedule_to_run, registry_hints, run_tool, set_epochs)
+from localmim_mm.runtime.cli import (add_shared_arguments, check_config_path,  # noqa: E402
+                                    check_override_keys, fit_schedule_to_run, parse_tool_args,
+                                    registry_hints, run_tool, set_epochs)
 from localmim_mm.runtime.hooks import RunLengthCheck  # noqa: E402
 from localmim_mm.runtime.launch import build_runner, guard_training_run, prepare_launch  # noqa: E402
 
@@ -65,17 +66,8 @@ def parse_args():
                         help='disable pin_memory in the dataloaders')
     parser.add_argument('--no-persistent-workers', action='store_true',
                         help='disable persistent_workers in the dataloaders')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override settings in the config, key=value pairs (xxx=yyy format)')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    parser.add_argument('--debug', action='store_true',
-                        help='show the full traceback of an error (default: one line)')
-    args = parser.parse_args()
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    add_shared_arguments(parser)
+    return parse_tool_args(parser)
 
 
 def merge_args(cfg: Config, args) -> Config:

@@ -1,27 +1,26 @@
-#!/usr/bin/env python
 """Learning efficiency: LocalMIM (HOG, pixel) vs mmpretrain's MAE, accuracy per pre-training cost.
 
     # the full comparison on CPU (CIFAR-10 at its native 32 px; about 45 min on 2 quiet cores)
-    python tools/benchmarks/learning_efficiency.py run \
+    python -m tools.benchmarks.learning_efficiency run \
         --archive ../shared/data/cifar10_jpeg.tar.gz --cache-dir /tmp/lme
     # the GPU variant: ViT-S/16 at 224 px on any image folder (about 10 min on one GPU)
-    python tools/benchmarks/learning_efficiency.py run --device cuda --data-root DIR --tag gpu
+    python -m tools.benchmarks.learning_efficiency run --device cuda --data-root DIR --tag gpu
     # ViT-B/16's target geometry: 128-px Caltech-101 photos, patch 16, cells 4 / 8 / 16 / 32 px
     # (CPU; with --device cuda: ViT-S/16 at the same geometry, more epochs)
-    python tools/benchmarks/learning_efficiency.py run --protocol caltech128 \
+    python -m tools.benchmarks.learning_efficiency run --protocol caltech128 \
         --archive ../shared/data/caltech101_dev_128.tar.gz --cache-dir /tmp/lme_caltech
     # smoke run (writes to work_dirs/benchmarks)
-    python tools/benchmarks/learning_efficiency.py run --quick --data-root data/sample_cifar \
+    python -m tools.benchmarks.learning_efficiency run --quick --data-root data/sample_cifar \
         --test-split val
     # k-NN and linear probe of checkpoints of this script on any image folder
-    python tools/benchmarks/learning_efficiency.py evaluate --data-root DIR CKPT [CKPT ...]
+    python -m tools.benchmarks.learning_efficiency evaluate --data-root DIR CKPT [CKPT ...]
 
 Protocol (``docs/benchmarks.md`` explains each choice; ``--protocol`` picks the geometry: ``cifar``
 (default) 32 px with patch 4, so LocalMIM's target cells are 1 / 2 / 4 / 8 px; ``caltech128``
 128 px with patch 16, ViT-B/16's cells of 4 / 8 / 16 / 32 px; both 8 x 8 tokens):
 
 * Methods: LocalMIM-HOG, LocalMIM-pixel and mmpretrain's MAE, each built from its shipped config
-  (:func:`throughput.method_config`) on the same small ViT encoder and initialised by its own
+  (:func:`.core.methods.method_config`) on the same small ViT encoder and initialised by its own
   ``init_weights``; two ablations of LocalMIM-HOG (one seed): only the top block supervised, at
   its coarse scale 0.5, and all four taps at one scale (1).
 * Decoders: each method's decoder width (config values; depth kept) is chosen so that its
@@ -29,8 +28,9 @@ Protocol (``docs/benchmarks.md`` explains each choice; ``--protocol`` picks the 
   counted by mmengine's ``FlopAnalyzer``. ``--decoders unscaled`` keeps the configs' decoders.
 * Cost, three ways: images seen (epochs of the pre-training set); the run's measured wall-clock
   (its own training steps); and ViT-B-equivalent cost = images seen x the method's per-image step
-  time at ViT-B/224 measured in the same session with ``throughput.py`` (:func:`time_models`),
-  shown in MAE-epochs (MAE's per-image time x the pre-training set size).
+  time at ViT-B/224 measured in the same session as ``throughput`` times it
+  (:func:`.core.timing.time_models`), shown in MAE-epochs (MAE's per-image time x the
+  pre-training set size).
 * Schedule: each budget ends annealed. The runs of one (method, seed) share a trunk: linear
   warm-up, then the peak lr; at (1 - cooldown) of each budget a branch leaves the trunk and
   decays its lr (half cosine) to the minimum at the budget, where its checkpoint is saved (a
@@ -44,37 +44,32 @@ Protocol (``docs/benchmarks.md`` explains each choice; ``--protocol`` picks the 
 """
 import argparse
 import copy
-import json
 import math
 import os
 import os.path as osp
 import statistics
-import sys
-import tarfile
 import time
 from typing import Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
+from mmengine.analysis import FlopAnalyzer
+from mmengine.analysis.jit_handles import get_shape
+from mmengine.config import Config
+from mmengine.logging import MMLogger
+from mmengine.optim import AmpOptimWrapper, OptimWrapper
+from mmengine.registry import init_default_scope
+from mmpretrain.structures import DataSample
 
-HERE = osp.dirname(osp.abspath(__file__))
-REPO = osp.dirname(osp.dirname(HERE))
-for path in (REPO, HERE):
-    if path not in sys.path:
-        sys.path.insert(0, path)
+from localmim_mm.evaluation import (extract_features, knn_accuracy, linear_probe_accuracy,
+                                    list_image_folder, load_image_folder)
 
-import throughput  # noqa: E402  (tools/benchmarks/throughput.py: configs and step timing)
-from _provenance import Provenance, output_stem  # noqa: E402
-from localmim_mm.evaluation import (extract_features, knn_accuracy,  # noqa: E402
-                                    linear_probe_accuracy, list_image_folder, load_image_folder)
-from mmengine.analysis import FlopAnalyzer  # noqa: E402
-from mmengine.analysis.jit_handles import get_shape  # noqa: E402
-from mmengine.config import Config  # noqa: E402
-from mmengine.logging import MMLogger  # noqa: E402
-from mmengine.optim import AmpOptimWrapper, OptimWrapper  # noqa: E402
-from mmengine.registry import init_default_scope  # noqa: E402
-from mmpretrain.registry import MODELS  # noqa: E402
-from mmpretrain.structures import DataSample  # noqa: E402
+from .core.data import unpack_once
+from .core.methods import arch_settings, method_config
+from .core.models import build_model
+from .core.provenance import Provenance
+from .core.report import output_stem, write_json, write_outputs
+from .core.timing import time_models
 
 MEAN, STD = [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]
 METHODS = ['LocalMIM-HOG', 'LocalMIM-pixel', 'MAE']
@@ -194,7 +189,7 @@ def flop_matched_decoder(name: str, scale: dict, target_ratio: float) -> dict:
 # --------------------------------------------------------------------------- methods
 def model_config(name: str, scale: dict, decoder: Optional[dict]) -> dict:
     """A method's config on the benchmark encoder; ``decoder`` sets its decoder width."""
-    cfg = throughput.method_config(
+    cfg = method_config(
         name, arch=scale['encoder'], img_size=scale['img_size'],
         patch_size=scale['patch_size'],
         decoder=None if decoder is None else dict(embed_dims=decoder['embed_dims'],
@@ -202,14 +197,6 @@ def model_config(name: str, scale: dict, decoder: Optional[dict]) -> dict:
     # the images are decoded as RGB already
     cfg['data_preprocessor'] = dict(cfg['data_preprocessor'], to_rgb=False)
     return cfg
-
-
-def build_model(cfg: dict, seed: int = 0) -> torch.nn.Module:
-    """Build and initialise a model as the Runner does (the modules' own ``init_weights``)."""
-    torch.manual_seed(seed)
-    model = MODELS.build(copy.deepcopy(cfg))
-    model.init_weights()
-    return model
 
 
 def plan_methods(names: List[str], scale: dict, decoders: str,
@@ -225,7 +212,7 @@ def plan_methods(names: List[str], scale: dict, decoders: str,
                                                                scale['img_size'])
         plan[name] = dict(vitb_flops=vitb, config=cfg, flops=flops,
                           decoder=describe_decoder(cfg), geometry=tap_geometry(cfg),
-                          vitb_geometry=tap_geometry(throughput.method_config(name, **VIT_B)))
+                          vitb_geometry=tap_geometry(method_config(name, **VIT_B)))
         print(f'{name}: {describe_taps(plan[name]["geometry"])}; decoder '
               f'{plan[name]["decoder"]}; decoder / encoder FLOPs {flops["ratio"]:.3f} '
               f'(ViT-B/224: {vitb["ratio"]:.3f})', flush=True)
@@ -238,7 +225,7 @@ def tap_geometry(cfg: dict) -> List[dict]:
     decoder) with the patch as the cell of its pixel target."""
     backbone = cfg['backbone']
     if cfg['type'] == 'MAE':
-        depth = throughput.arch_settings(backbone['arch'])['num_layers']
+        depth = arch_settings(backbone['arch'])['num_layers']
         return [dict(block=depth - 1, cell_px=backbone['patch_size'])]
     return [dict(block=block, cell_px=cell) for block, cell in
             zip(backbone['out_indices'], cfg['target_generator']['cell_sizes'])]
@@ -263,25 +250,25 @@ def describe_decoder(cfg: dict) -> dict:
 
 
 def build_vitb_models(names: List[str]) -> Dict[str, torch.nn.Module]:
-    """Each method at ViT-B/224, built from its config as :func:`throughput.method_config`."""
-    return {name: throughput.build_model(throughput.method_config(name, **VIT_B))
+    """Each method at ViT-B/224, built from its config by :func:`.core.methods.method_config`."""
+    return {name: build_model(method_config(name, **VIT_B))
             for name in names}
 
 
 def measure_step_costs(vitb_models: Dict[str, torch.nn.Module], args,
                        device: torch.device) -> dict:
-    """Per-image training-step time of each method at ViT-B/224 (throughput.py's timing)."""
+    """Per-image training-step time of each method at ViT-B/224 (throughput's timing)."""
     cost = args.step_cost
     amp = args.amp
     print(f'timing ViT-B/224 steps of {list(vitb_models)} (batch {cost["batch"]})', flush=True)
-    rows = throughput.time_models(vitb_models, 224, cost['batch'], cost['steps'],
-                                  cost['warmup'], device, amp)
+    rows = time_models(vitb_models, 224, cost['batch'], cost['steps'], cost['warmup'], device,
+                       amp)
     threads = f' --threads {args.threads}' if args.threads else ''
     return dict(
         rows=rows, image_s={name: row['image_s'] for name, row in rows.items()},
-        method='throughput.time_models: the methods at ViT-B/224 interleaved round-robin, '
+        method='core.timing.time_models: the methods at ViT-B/224 interleaved round-robin, '
                f'median step time / batch ({"AMP fp16" if amp else "fp32"}, {device.type})',
-        equivalent_command=(f'python tools/benchmarks/throughput.py --groups variants '
+        equivalent_command=(f'python -m tools.benchmarks.throughput --groups variants '
                             f'--batch {cost["batch"]} --steps {cost["steps"]} --warmup '
                             f'{cost["warmup"]}{threads}'
                             + {'cpu': ' --cpu', 'cuda': '' if amp else ' --no-amp'}[device.type]))
@@ -839,13 +826,7 @@ def write_report(report: dict, header: str, stem: str) -> None:
     os.makedirs(osp.dirname(stem) or '.', exist_ok=True)
     report['plot'] = stem + '.png'
     plot(report, stem + '.png')
-    with open(stem + '.json', 'w') as f:
-        json.dump(report, f, indent=2)
-    markdown = to_markdown(report, header)
-    with open(stem + '.md', 'w') as f:
-        f.write(markdown)
-    print(markdown)
-    print(f'wrote {stem}.{{json,md,png}}')
+    write_outputs(stem, report, to_markdown(report, header))
 
 
 # --------------------------------------------------------------------------- CLI
@@ -1001,12 +982,7 @@ def unpack(archive: str, cache_dir: Optional[str], data_root: Optional[str],
     only sub-folder when the splits lie one level down (``NAME/{train,test}/...``)."""
     if not cache_dir:
         raise SystemExit('--archive needs --cache-dir (where to unpack it)')
-    target = osp.join(cache_dir, osp.basename(archive).split('.')[0])
-    if not osp.isdir(target):
-        os.makedirs(target + '.tmp', exist_ok=True)
-        with tarfile.open(archive) as tar:
-            tar.extractall(target + '.tmp', filter='data')
-        os.replace(target + '.tmp', target)
+    target = unpack_once(archive, osp.join(cache_dir, osp.basename(archive).split('.')[0]))
     if data_root:
         return data_root
     subdirs = [d for d in os.listdir(target) if osp.isdir(osp.join(target, d))]
@@ -1043,7 +1019,7 @@ def main(argv=None) -> dict:
     init_default_scope('mmpretrain')
     MMLogger.get_current_instance().setLevel('ERROR')  # init_weights logs every parameter
     device = pick_device(args.device)
-    provenance = Provenance.start('learning_efficiency.py', argv, torch.get_num_threads(),
+    provenance = Provenance.start('learning_efficiency', argv, torch.get_num_threads(),
                                   device=args.device, quick=getattr(args, 'quick', False))
     data = load_eval_data(args)
     if args.command == 'evaluate':
@@ -1102,10 +1078,8 @@ def evaluate_only(args, data: dict, device: torch.device, provenance: Provenance
                for p in args.checkpoints]
     report = dict(data_root=args.data_root, results=results)
     report = dict(provenance=provenance.finish(), **report)
-    os.makedirs(args.out_dir, exist_ok=True)
     stem = output_stem(args.out_dir, 'evaluation', args.tag)
-    with open(stem + '.json', 'w') as f:
-        json.dump(report, f, indent=2)
+    write_json(stem + '.json', report)
     for r in results:
         print(f"{r['checkpoint']}: k-NN {100 * r['knn_top1']:.2f} %, "
               f"linear {100 * r['linear_top1']:.2f} %")

@@ -63,6 +63,7 @@ from mmpretrain.structures import DataSample
 
 from localmim_mm.evaluation import (extract_features, knn_accuracy, linear_probe_accuracy,
                                     list_image_folder, load_image_folder)
+from localmim_mm.transfer import model_state_dict, read_checkpoint, save_pure_checkpoint
 
 from .core.data import unpack_once
 from .core.methods import arch_settings, method_config
@@ -420,16 +421,16 @@ class Run:
         return twin
 
     def save(self, path: str, n_train: int, batch_size: int) -> dict:
+        """The model's tensors and this run's metadata, through the project's checkpoint
+        writer (atomic; loadable with ``weights_only=True``)."""
         epochs = self.budget['epochs'] if self.budget else 0
         meta = dict(method=self.method, seed=self.seed, model=self.cfg, budget_epochs=epochs,
                     steps=self.steps, images_seen=self.steps * batch_size,
                     epochs_seen=self.steps * batch_size / n_train, train_s=self.clock,
                     loss_last20=(statistics.fmean(self.losses[-20:]) if self.losses
                                  else None))
-        tmp = path + '.tmp'
         state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
-        torch.save(dict(state_dict=state, meta=meta), tmp)
-        os.replace(tmp, path)
+        save_pure_checkpoint(state, meta, path)
         return dict(meta, checkpoint=path)
 
 
@@ -498,8 +499,8 @@ def slug(name: str) -> str:
 # --------------------------------------------------------------------------- evaluation
 def load_checkpoint(path: str, config: Optional[str] = None):
     """(model, meta) of a checkpoint of this script (or of any model config given)."""
-    ckpt = torch.load(path, map_location='cpu', weights_only=True)
-    state = ckpt.get('state_dict', ckpt)
+    ckpt = read_checkpoint(path)
+    state, _ = model_state_dict(ckpt, path)
     meta = ckpt.get('meta', {}) if isinstance(ckpt.get('meta'), dict) else {}
     if config is not None:
         cfg = Config.fromfile(config).model.to_dict()
@@ -967,7 +968,7 @@ def checkpoints_img_size(parser, paths: List[str]) -> Optional[int]:
     for path in paths:
         if not osp.isfile(path):
             parser.error(f'checkpoint {path!r} does not exist; give the .pth files of a run')
-        meta = torch.load(path, map_location='cpu', weights_only=True).get('meta', {})
+        meta = read_checkpoint(path).get('meta', {})
         if isinstance(meta, dict) and 'model' in meta:
             sizes[path] = meta['model']['backbone']['img_size']
     if len(set(sizes.values())) > 1:

@@ -128,14 +128,6 @@ def test_flop_matched_width_is_the_closest_one():
     assert abs(ratio(width) - target) <= abs(ratio(width + 4) - target)
 
 
-def test_lr_schedule_by_hand():
-    assert [le.lr_at(s, 1., 4, None) for s in (0, 1, 3, 4, 99)] == [.25, .5, 1., 1., 1.]
-    min_lr = 1e-6
-    assert le.lr_at(10, 1., 4, (10, 20)) == pytest.approx(1.)
-    assert le.lr_at(15, 1., 4, (10, 20)) == pytest.approx(min_lr + (1 - min_lr) / 2)
-    assert le.lr_at(20, 1., 4, (10, 20)) == pytest.approx(min_lr)
-
-
 def _pool_args(tmp_path, name, budgets):
     return argparse.Namespace(blr=1.5e-3, batch_size=8, warmup_steps=2, cooldown=0.2, amp=False,
                               budgets=budgets, seeds=[0], eval_init=False,

@@ -37,6 +37,12 @@ Protocol (``docs/benchmarks.md`` explains each choice; ``--protocol`` picks the 
   warmup-stable-decay schedule). The budgets are counted in optimiser steps, so the accuracies do
   not depend on the machine's speed. All runs are interleaved step by step in one process (each
   with its own RNG state), so they meet the same machine conditions.
+* Optimisation: the ViT-B/16 pre-training recipe's ``optim_wrapper`` (AdamW, betas, weight decay
+  and its ``paramwise_cfg``: no decay on norms, biases, 1-D parameters, tokens and position
+  embeddings) built by mmengine's ``build_optim_wrapper`` at lr = ``--blr`` x batch / 256, float32
+  (``OptimWrapper``) or AMP (``AmpOptimWrapper``, ``--device cuda``); the lr follows mmengine's
+  ``LinearLR`` (the warm-up) and ``CosineAnnealingLR`` (each budget's decay, to the recipe's
+  minimum), stepped after every optimiser step as the Runner's scheduler hook does.
 * Evaluation: the encoder's unmasked forward, last block output averaged over patch tokens; k-NN
   (k=20, cosine, temperature 0.07) and a linear probe trained on the train split and scored on the
   test split; mean and spread over seeds; the first budget at which each method reaches MAE's
@@ -44,6 +50,7 @@ Protocol (``docs/benchmarks.md`` explains each choice; ``--protocol`` picks the 
 """
 import argparse
 import copy
+import functools
 import math
 import os
 import os.path as osp
@@ -57,7 +64,7 @@ from mmengine.analysis import FlopAnalyzer
 from mmengine.analysis.jit_handles import get_shape
 from mmengine.config import Config
 from mmengine.logging import MMLogger
-from mmengine.optim import AmpOptimWrapper, OptimWrapper
+from mmengine.optim import CosineAnnealingLR, LinearLR, build_optim_wrapper
 from mmengine.registry import init_default_scope
 from mmpretrain.structures import DataSample
 
@@ -67,7 +74,8 @@ from localmim_mm.transfer import model_state_dict, read_checkpoint, save_pure_ch
 
 from .core.data import unpack_once
 from .core.methods import arch_settings, method_config
-from .core.models import build_model
+from .core.models import build_model, load_config
+from .core.optim import device_optim_wrapper
 from .core.provenance import Provenance
 from .core.report import output_stem, write_json, write_outputs
 from .core.timing import time_models
@@ -327,52 +335,53 @@ class Batches:
 
 
 # --------------------------------------------------------------------------- training
-def param_groups(model: torch.nn.Module, weight_decay: float) -> List[dict]:
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (no_decay if p.ndim <= 1 or name.endswith(('token', 'pos_embed')) else decay).append(p)
-    return [dict(params=decay, weight_decay=weight_decay), dict(params=no_decay, weight_decay=0.)]
+RECIPE = 'localmim_vit_recipe'  # the ViT-B/16 pre-training recipe (core.models.LOCAL_CONFIGS)
 
 
-def lr_at(step: int, peak: float, warmup: int, decay: Optional[tuple],
-          min_lr: float = 1e-6) -> float:
-    """Linear warm-up over ``warmup`` steps, then ``peak``; over ``decay = (start, end)`` a half
-    cosine from ``peak`` to ``min_lr``."""
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    if decay is None or step < decay[0]:
-        return peak
-    progress = min((step - decay[0]) / max(decay[1] - decay[0], 1), 1.)
-    return min_lr + (peak - min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
+@functools.lru_cache(maxsize=None)
+def recipe() -> Config:
+    return load_config(RECIPE)
+
+
+def optim_wrapper_cfg(peak_lr: float, amp: bool) -> dict:
+    """The recipe's ``optim_wrapper`` at ``peak_lr``: AMP (its own ``AmpOptimWrapper``) or
+    float32 ``OptimWrapper``; optimiser and ``paramwise_cfg`` are the recipe's."""
+    wrapper, _ = device_optim_wrapper(recipe().optim_wrapper.to_dict(), amp)
+    wrapper['optimizer'] = dict(wrapper['optimizer'], lr=peak_lr)
+    return wrapper
+
+
+def warmup_scheduler(wrapper, steps: int) -> LinearLR:
+    """Linear warm-up over the first ``steps`` optimiser steps: step s (from 0) runs at
+    peak x (s + 1) / steps, the last one at the peak."""
+    return LinearLR(wrapper, start_factor=1 / steps, by_epoch=False, begin=0, end=steps)
+
+
+def decay_scheduler(wrapper, steps: int) -> CosineAnnealingLR:
+    """From the step it is built at, a half cosine over ``steps`` optimiser steps from the lr of
+    that step to the recipe's minimum lr (its ``CosineAnnealingLR``'s ``eta_min``)."""
+    return CosineAnnealingLR(wrapper, eta_min=recipe().param_scheduler[-1]['eta_min'],
+                             by_epoch=False, begin=0, end=steps)
 
 
 class Run:
     """One pre-training run of a method and seed: a trunk at the peak lr, or a branch decaying
-    to its budget. Keeps its own clock (its training steps only) and RNG state."""
+    to its budget. Keeps its own clock (its training steps only) and RNG state. Its lr is set
+    by its schedulers, stepped after each optimiser step."""
 
     def __init__(self, method: str, seed: int, cfg: dict, images: torch.Tensor, args,
                  device: torch.device):
         self.method, self.seed, self.cfg, self.device = method, seed, cfg, device
-        self.amp = args.amp
         self.model = build_model(cfg, seed).to(device).train()
-        self.peak_lr = args.blr * args.batch_size / 256
-        self.warmup = args.warmup_steps
-        self.wrapper = self._wrapper(self.model)
+        self.wrapper_cfg = optim_wrapper_cfg(args.blr * args.batch_size / 256, args.amp)
+        self.wrapper = build_optim_wrapper(self.model, self.wrapper_cfg)
+        self.schedulers = [warmup_scheduler(self.wrapper, args.warmup_steps)]
         self.batches = Batches(images, args.batch_size, seed)
         torch.manual_seed(seed + 1)  # the masks: the same stream for every method of a seed
         self.rng = self._get_rng()
         self.clock, self.steps, self.losses = 0., 0, []
-        self.budget: Optional[dict] = None  # set on a branch: dict(epochs, steps, decay)
+        self.budget: Optional[dict] = None  # set when it decays: dict(epochs, steps, decay)
         self.pending: List[dict] = []  # the budgets still to branch off (a trunk's)
-
-    def _wrapper(self, model):
-        optimizer = torch.optim.AdamW(param_groups(model, 0.05), lr=self.peak_lr,
-                                      betas=(0.9, 0.95))
-        if self.amp:
-            return AmpOptimWrapper(optimizer=optimizer, loss_scale='dynamic')
-        return OptimWrapper(optimizer=optimizer)
 
     def _get_rng(self) -> dict:
         state = dict(cpu=torch.get_rng_state())
@@ -386,11 +395,19 @@ class Run:
             torch.cuda.set_rng_state(state['cuda'], self.device)
 
     def step(self) -> None:
+        loss = self._train_step()
+        for scheduler in self.schedulers:
+            scheduler.step()
+        self.steps += 1
+        if not math.isfinite(loss):
+            raise FloatingPointError(f'{self.method} seed {self.seed}: loss {loss} at step '
+                                     f'{self.steps}; lower --blr')
+        self.losses.append(loss)
+
+    def _train_step(self) -> float:
+        """One optimiser step on the next batch, in this run's RNG state; its loss. Only the
+        step itself counts on the run's clock."""
         inputs = self.batches.next()
-        lr = lr_at(self.steps, self.peak_lr, self.warmup,
-                   self.budget['decay'] if self.budget else None)
-        for group in self.wrapper.optimizer.param_groups:
-            group['lr'] = lr
         data = dict(inputs=inputs, data_samples=[DataSample() for _ in range(len(inputs))])
         self._set_rng(self.rng)
         if self.device.type == 'cuda':
@@ -401,23 +418,27 @@ class Run:
         loss = loss.detach().item() if isinstance(loss, torch.Tensor) else float(loss)
         self.clock += time.perf_counter() - start
         self.rng = self._get_rng()
-        self.steps += 1
-        if not math.isfinite(loss):
-            raise FloatingPointError(f'{self.method} seed {self.seed}: loss {loss} at step '
-                                     f'{self.steps}; lower --blr')
-        self.losses.append(loss)
+        return loss
+
+    def decay_to(self, budget: dict) -> None:
+        """Decay the lr to the minimum at ``budget``'s last step (called at its decay start)."""
+        start, end = budget['decay']
+        self.budget = budget
+        self.schedulers.append(decay_scheduler(self.wrapper, end - start))
 
     def branch(self, budget: dict) -> 'Run':
         """A copy of this run (model, optimiser, data stream, RNG, clock) that decays to
         ``budget``; this run goes on."""
         twin = copy.copy(self)
         twin.model = copy.deepcopy(self.model)
-        twin.wrapper = self._wrapper(twin.model)
+        twin.wrapper = build_optim_wrapper(twin.model, self.wrapper_cfg)
         twin.wrapper.load_state_dict(copy.deepcopy(self.wrapper.state_dict()))
+        twin.schedulers = []  # the warm-up is over at every branch point (schedule() checks it)
         twin.batches = self.batches.clone()
         twin.rng = {k: v.clone() for k, v in self.rng.items()}
         twin.losses = list(self.losses)
-        twin.budget, twin.pending = budget, []
+        twin.pending = []
+        twin.decay_to(budget)
         return twin
 
     def save(self, path: str, n_train: int, batch_size: int) -> dict:
@@ -444,6 +465,9 @@ def schedule(args, n_train: int) -> List[dict]:
             raise SystemExit(f'the warm-up ({args.warmup_steps} steps) ends after the budget of '
                              f'{epochs:g} epochs starts decaying (step {start}); shorten '
                              '--warmup-epochs or raise --budgets')
+        if start >= steps:
+            raise SystemExit(f'the budget of {epochs:g} epochs ({steps} steps) leaves no step to '
+                             'decay over; raise --budgets or --cooldown')
         budgets.append(dict(epochs=epochs, steps=steps, decay=(start, steps)))
     return budgets
 
@@ -477,7 +501,7 @@ def pretrain(plan: Dict[str, dict], runs: List[tuple], images: torch.Tensor, arg
             if run.pending:
                 active.append(run.branch(budget))
             else:
-                run.budget = budget  # the trunk itself decays to the last budget
+                run.decay_to(budget)  # the trunk itself decays to the last budget
         run.step()
         done += 1
         if run.budget and run.steps >= run.budget['steps']:

@@ -14,6 +14,14 @@
         --test-split val
     # k-NN and linear probe of checkpoints of this script on any image folder
     python -m tools.benchmarks.learning_efficiency evaluate --data-root DIR CKPT [CKPT ...]
+    # one budget of the committed CIFAR run again (4 epochs, two methods, both seeds; about
+    # 8 min on 2 cores; the warm-up of the full run), then its figures next to the committed ones
+    python -m tools.benchmarks.learning_efficiency run \
+        --archive ../shared/data/cifar10_jpeg.tar.gz --cache-dir /tmp/lme --budgets 4 \
+        --warmup-epochs 0.8 --methods LocalMIM-HOG MAE --ablation-seeds --no-eval-init \
+        --out-dir work_dirs/benchmarks --tag rerun_4ep
+    python -m tools.benchmarks.learning_efficiency compare \
+        work_dirs/benchmarks/learning_efficiency_rerun_4ep.json  # against docs/results/'s
 
 Protocol (``docs/benchmarks.md`` explains each choice; ``--protocol`` picks the geometry: ``cifar``
 (default) 32 px with patch 4, so LocalMIM's target cells are 1 / 2 / 4 / 8 px; ``caltech128``
@@ -51,6 +59,7 @@ Protocol (``docs/benchmarks.md`` explains each choice; ``--protocol`` picks the 
 import argparse
 import copy
 import functools
+import json
 import math
 import os
 import os.path as osp
@@ -643,10 +652,15 @@ def standard_error(row: dict, key: str, n_test: int) -> float:
     return max(binomial, seeds)
 
 
+def difference_noise(a: dict, b: dict, key: str, n_test_a: int, n_test_b: int) -> float:
+    """Twice the standard error of the difference of two means (rows of :func:`aggregate`)."""
+    return 2 * math.hypot(standard_error(a, key, n_test_a), standard_error(b, key, n_test_b))
+
+
 def compare(ours: dict, theirs: dict, key: str, n_test: int) -> dict:
     """Margin of two means, and whether it exceeds twice its standard error."""
     margin = ours[key]['mean'] - theirs[key]['mean']
-    noise = 2 * math.hypot(standard_error(ours, key, n_test), standard_error(theirs, key, n_test))
+    noise = difference_noise(ours, theirs, key, n_test, n_test)
     verdict = ('within noise' if abs(margin) <= noise else
                'LocalMIM ahead' if margin > 0 else 'MAE ahead')
     return dict(localmim=ours[key]['mean'], mae=theirs[key]['mean'], margin=margin,
@@ -854,6 +868,61 @@ def write_report(report: dict, header: str, stem: str) -> None:
     write_outputs(stem, report, to_markdown(report, header))
 
 
+# --------------------------------------------------------------------------- re-run check
+# Settings that must agree for a re-run's figures to be comparable with a committed report's.
+RERUN_SETTINGS = ('device', 'img_size', 'train_images', 'batch_size', 'blr', 'warmup_steps',
+                  'cooldown', 'decoders', 'eval_train_images', 'test_images', 'probe_epochs',
+                  'knn_k', 'knn_temperature', 'amp')
+
+
+def rerun_rows(new: dict, committed: dict) -> List[dict]:
+    """Every (method, budget) the two reports share, per metric: both means, their difference
+    and twice its standard error (the seeds' spread of each, never below the test set's binomial
+    error, as for :func:`e_vs_3e`)."""
+    n_new, n_committed = new['num_eval_test'], committed['num_eval_test']
+    rows = []
+    for ours in sorted(new['aggregate'], key=lambda r: (order(r['method']), r['budget_epochs'])):
+        theirs = cell(committed['aggregate'], ours['method'], ours['budget_epochs'])
+        if theirs is None:
+            continue
+        for key in METRICS:
+            difference = ours[key]['mean'] - theirs[key]['mean']
+            noise = difference_noise(ours, theirs, key, n_new, n_committed)
+            rows.append(dict(method=ours['method'], epochs=ours['budget_epochs'], metric=key,
+                             committed=theirs[key]['mean'],
+                             committed_2se=2 * standard_error(theirs, key, n_committed),
+                             new=ours[key]['mean'], new_2se=2 * standard_error(ours, key, n_new),
+                             difference=difference, noise_2se=noise,
+                             within_noise=abs(difference) <= noise))
+    return rows
+
+
+def compare_reports(new_path: str, committed_path: str) -> dict:
+    """Print the figures of a re-run next to a committed report's (``compare`` sub-command)."""
+    with open(new_path) as f:
+        new = json.load(f)
+    with open(committed_path) as f:
+        committed = json.load(f)
+    differ = {k: (committed['settings'].get(k), new['settings'].get(k)) for k in RERUN_SETTINGS
+              if committed['settings'].get(k) != new['settings'].get(k)}
+    rows = rerun_rows(new, committed)
+    print(f'{new_path} against {committed_path} (top-1 %; 2 s.e. of each mean, and of the '
+          'difference)')
+    for key, (theirs, ours) in differ.items():
+        print(f'WARNING: setting {key} differs: committed {theirs}, re-run {ours}')
+    print('| method | epochs | metric | committed (2 s.e.) | re-run (2 s.e.) | difference | '
+          '2 s.e. | verdict |')
+    print('|---|---|---|---|---|---|---|---|')
+    for r in rows:
+        print(f"| {r['method']} | {r['epochs']:g} | {METRICS[r['metric']]} | "
+              f"{pct(r['committed'])} ({pct(r['committed_2se'])}) | {pct(r['new'])} "
+              f"({pct(r['new_2se'])}) | {100 * r['difference']:+.2f} | {pct(r['noise_2se'])} | "
+              f"{'within noise' if r['within_noise'] else 'OUTSIDE NOISE'} |")
+    if not rows:
+        print('no (method, budget) in common')
+    return dict(rows=rows, settings_differ=differ)
+
+
 # --------------------------------------------------------------------------- CLI
 def add_data_args(parser) -> None:
     parser.add_argument('--data-root', help='image-folder dataset: ROOT/<split>/<class>/<img>')
@@ -909,9 +978,13 @@ def parse_args(argv=None):
                      help='linear warm-up (default: 5 %% of the largest budget)')
     run.add_argument('--cooldown', type=float, default=0.2,
                      help='share of each budget over which its lr decays')
+    run.add_argument('--methods', nargs='+', choices=METHODS, default=None,
+                     help=f'the methods to pre-train (default: all; {REFERENCE}, the reference, '
+                     'is needed)')
     run.add_argument('--seeds', type=int, nargs='+', default=[0, 1])
     run.add_argument('--ablation-seeds', type=int, nargs='*', default=None,
-                     help='seeds of the two ablations (default: the first seed; none: skip)')
+                     help='seeds of the two ablations of LocalMIM-HOG (default: the first seed '
+                     'when LocalMIM-HOG runs; none: skip)')
     run.add_argument('--decoders', choices=['flop-matched', 'unscaled'], default='flop-matched',
                      help='flop-matched: decoder widths giving the ViT-B/224 decoder / encoder '
                      'FLOP ratio; unscaled: the configs\' ViT-B decoders')
@@ -929,7 +1002,14 @@ def parse_args(argv=None):
     add_data_args(evaluate)
     evaluate.add_argument('checkpoints', nargs='+')
     evaluate.add_argument('--config', help='model config when the checkpoint has no meta.model')
+    compare = sub.add_parser('compare', help='a re-run (e.g. one budget) against a committed '
+                             'report: every (method, budget) of both, with its noise')
+    compare.add_argument('new', help='the JSON report of the re-run')
+    compare.add_argument('committed', nargs='?', default='docs/results/learning_efficiency.json',
+                         help='the JSON report to compare with (default: %(default)s)')
     args = parser.parse_args(argv)
+    if args.command == 'compare':
+        return args
     resolve_defaults(parser, args)
     if args.archive:
         args.data_root = unpack(args.archive, args.cache_dir, args.data_root,
@@ -969,7 +1049,12 @@ def resolve_defaults(parser, args) -> None:
     args.batch_size = args.batch_size or scale['batch_size']
     args.amp = args.amp and args.device == 'cuda'
     args.step_cost = scale['step_cost']
-    args.ablation_seeds = (args.seeds[:1] if args.ablation_seeds is None
+    args.methods = [m for m in METHODS if m in (args.methods or METHODS)]
+    if REFERENCE not in args.methods:
+        parser.error(f'--methods {" ".join(args.methods)}: {REFERENCE} is the reference of every '
+                     'comparison and cost; add it')
+    hog = 'LocalMIM-HOG' in args.methods  # the ablations are compared with it
+    args.ablation_seeds = ((args.seeds[:1] if hog else []) if args.ablation_seeds is None
                            else args.ablation_seeds)
     args.work_dir = args.work_dir or osp.join(
         'work_dirs', 'benchmarks', PROTOCOLS[args.protocol]['report']
@@ -1039,6 +1124,8 @@ def pick_device(name: str) -> torch.device:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    if args.command == 'compare':
+        return compare_reports(args.new, args.committed)
     if args.threads:
         torch.set_num_threads(args.threads)
     init_default_scope('mmpretrain')
@@ -1057,12 +1144,12 @@ def main(argv=None) -> dict:
     ablations = ABLATIONS if args.ablation_seeds else []
     phases = Phases()
     vitb_models = phases.run('building ViT-B/224 models', build_vitb_models,
-                             METHODS + ablations)
-    plan = phases.run('decoder planning', plan_methods, METHODS + ablations, args.scale,
+                             args.methods + ablations)
+    plan = phases.run('decoder planning', plan_methods, args.methods + ablations, args.scale,
                       args.decoders, vitb_models)
     step_costs = phases.run('ViT-B step costs', measure_step_costs, vitb_models, args, device)
     del vitb_models
-    runs = ([(m, s) for m in METHODS for s in args.seeds]
+    runs = ([(m, s) for m in args.methods for s in args.seeds]
             + [(m, s) for m in ablations for s in args.ablation_seeds])
     checkpoints = phases.run('pre-training', pretrain, plan, runs, images.to(device), args,
                              device)

@@ -2,12 +2,10 @@
 hand, the provenance header, and smoke runs of the ``--quick`` modes."""
 import argparse
 import glob
-import importlib.util
 import json
 import math
 import os
 import os.path as osp
-import sys
 import types
 
 import pytest
@@ -16,20 +14,16 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 from localmim_mm.evaluation import knn_accuracy, knn_predict, linear_probe_accuracy
+from tools.benchmarks import gpu_acceptance as ga
+from tools.benchmarks import learning_efficiency as le
+from tools.benchmarks import release_parity
+from tools.benchmarks import throughput as tp
+from tools.benchmarks.core import provenance as prov
+from tools.benchmarks.core import timing
+from tools.benchmarks.core.report import output_stem
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SAMPLE = osp.join(REPO, 'data', 'sample_cifar')
-
-
-def _load_tool(name):
-    tools = osp.join(REPO, 'tools', 'benchmarks')
-    if tools not in sys.path:  # the tools import each other
-        sys.path.insert(0, tools)
-    spec = importlib.util.spec_from_file_location(
-        name, osp.join(REPO, 'tools', 'benchmarks', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _clusters(n_per_class=50, num_classes=5, dims=16, seed=0):
@@ -80,7 +74,6 @@ def test_linear_probe_separable_and_shuffled():
 
 
 def test_random_resized_crop_identity_and_flip():
-    le = _load_tool('learning_efficiency')
     images = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(2, 3, 8, 8) % 251
     g = torch.Generator().manual_seed(0)
     out = le.random_resized_crop(images.to(torch.uint8), 8, g, scale=(1., 1.), ratio=(1., 1.),
@@ -99,7 +92,6 @@ def _tiny_scale(num_layers=8):
 
 
 def test_forward_flops_of_mae_by_hand():
-    le = _load_tool('learning_efficiency')
     init_default_scope('mmpretrain')
     cfg = le.model_config('MAE', _tiny_scale(num_layers=2), dict(embed_dims=16, num_heads=2))
     flops = le.forward_flops(le.build_model(cfg), 32)
@@ -116,13 +108,11 @@ def test_forward_flops_of_mae_by_hand():
 
 
 def test_decoder_heads_keep_32_channels_per_head():
-    le = _load_tool('learning_efficiency')
     # the ViT-B decoders: LocalMIM 256 wide / 8 heads, MAE 512 / 16
     assert [le.decoder_heads(w) for w in (256, 512, 112, 32, 20)] == [8, 16, 4, 1, 1]
 
 
 def test_flop_matched_width_is_the_closest_one():
-    le = _load_tool('learning_efficiency')
     init_default_scope('mmpretrain')
     scale, target = _tiny_scale(), 0.5
 
@@ -138,15 +128,6 @@ def test_flop_matched_width_is_the_closest_one():
     assert abs(ratio(width) - target) <= abs(ratio(width + 4) - target)
 
 
-def test_lr_schedule_by_hand():
-    le = _load_tool('learning_efficiency')
-    assert [le.lr_at(s, 1., 4, None) for s in (0, 1, 3, 4, 99)] == [.25, .5, 1., 1., 1.]
-    min_lr = 1e-6
-    assert le.lr_at(10, 1., 4, (10, 20)) == pytest.approx(1.)
-    assert le.lr_at(15, 1., 4, (10, 20)) == pytest.approx(min_lr + (1 - min_lr) / 2)
-    assert le.lr_at(20, 1., 4, (10, 20)) == pytest.approx(min_lr)
-
-
 def _pool_args(tmp_path, name, budgets):
     return argparse.Namespace(blr=1.5e-3, batch_size=8, warmup_steps=2, cooldown=0.2, amp=False,
                               budgets=budgets, seeds=[0], eval_init=False,
@@ -156,7 +137,6 @@ def _pool_args(tmp_path, name, budgets):
 def test_a_branch_of_the_pool_trains_like_a_run_of_its_own(tmp_path):
     """The 2-epoch checkpoint of a pool (LocalMIM and MAE interleaved, budgets 2 and 4 epochs)
     is bit-identical to a run of LocalMIM alone with the single budget of 2 epochs."""
-    le = _load_tool('learning_efficiency')
     init_default_scope('mmpretrain')
     scale = _tiny_scale()
     plan = {name: dict(config=le.model_config(name, scale, dict(embed_dims=16, num_heads=1)))
@@ -186,7 +166,6 @@ def _result(method, seed, epochs, knn, linear):
 
 
 def test_summary_by_hand():
-    le = _load_tool('learning_efficiency')
     results = [_result('MAE', 0, 1, .30, .50), _result('MAE', 1, 1, .32, .52),
                _result('MAE', 0, 3, .40, .60), _result('MAE', 1, 3, .42, .62),
                _result('LocalMIM-HOG', 0, 1, .45, .60), _result('LocalMIM-HOG', 1, 1, .47, .61),
@@ -219,7 +198,6 @@ def test_summary_by_hand():
 
 @pytest.mark.skipif(not osp.isdir(SAMPLE), reason='data/sample_cifar is not present')
 def test_learning_efficiency_quick(tmp_path):
-    le = _load_tool('learning_efficiency')
     report = le.main(['run', '--quick', '--data-root', SAMPLE, '--test-split', 'val',
                       '--budgets', '1', '3', '--out-dir', str(tmp_path),
                       '--work-dir', str(tmp_path / 'work')])
@@ -248,7 +226,7 @@ def test_learning_efficiency_quick(tmp_path):
     assert ('* LocalMIM-HOG: blocks 1 / 3 / 5 / 7: cells 1 / 2 / 4 / 8 px | blocks 1 / 3 / 9 / '
             '11: cells 4 / 8 / 16 / 32 px') in markdown
     assert '`cifar`: 32-px inputs, patch 4 (8 x 8 = 64 tokens)' in markdown
-    assert 'learning_efficiency.py run --quick' in markdown
+    assert 'python -m tools.benchmarks.learning_efficiency run --quick' in markdown
     # the evaluate subcommand reads a checkpoint of the run on its own
     first = next(r for r in report['results'] if r['method'] == 'MAE' and r['budget_epochs'])
     again = le.main(['evaluate', first['checkpoint'], '--data-root', SAMPLE, '--test-split',
@@ -260,27 +238,25 @@ def test_learning_efficiency_quick(tmp_path):
 
 # --------------------------------------------------------------------------- provenance
 def test_provenance_header_and_load_warning(monkeypatch, capsys):
-    prov = _load_tool('_provenance')
-    quiet = prov.Provenance.start('x.py', ['--a', 'b c'], threads=1)
+    quiet = prov.Provenance.start('x', ['--a', 'b c'], threads=1)
     monkeypatch.setattr(prov.os, 'getloadavg', lambda: (0.1, 0.1, 0.1))
     header = quiet.finish()
-    assert header['command'] == "python tools/benchmarks/x.py --a 'b c'"
+    assert header['command'] == "python -m tools.benchmarks.x --a 'b c'"
     assert len(header['git']['commit']) == 40 and header['machine']['torch_threads'] == 1
     assert header['load_after'] == [0.1, 0.1, 0.1]
     cores = header['machine']['usable_cores']
     monkeypatch.setattr(prov.os, 'getloadavg', lambda: (cores + 1., 1., 1.))
-    loaded = prov.Provenance.start('x.py', [], threads=1)
+    loaded = prov.Provenance.start('x', [], threads=1)
     assert len(loaded.finish()['load_warnings']) == 2  # before and after
     assert 'WARNING: load average' in capsys.readouterr().err
     text = loaded.markdown()
     assert 'WARNING: load average' in text and header['git']['commit'][:12] in text
     with pytest.raises(ValueError, match='--tag'):
-        prov.output_stem('out', 'name', 'a/b')
+        output_stem('out', 'name', 'a/b')
 
 
 # --------------------------------------------------------------------------- throughput
 def test_call_timer_times_calls_through_the_module_attribute(monkeypatch):
-    tp = _load_tool('throughput')
     module = types.ModuleType('fake_swin')
 
     def layout(x):
@@ -288,12 +264,12 @@ def test_call_timer_times_calls_through_the_module_attribute(monkeypatch):
 
     module.build_window_layout = layout
     ticks = iter([10., 10.5, 20., 20.25])
-    monkeypatch.setattr(tp.time, 'perf_counter', lambda: next(ticks))
-    with tp.CallTimer(module, 'build_window_layout', torch.device('cpu')) as timer:
+    monkeypatch.setattr(timing.time, 'perf_counter', lambda: next(ticks))
+    with timing.CallTimer(module, 'build_window_layout', torch.device('cpu')) as timer:
         assert module.build_window_layout(1) == 2 and module.build_window_layout(2) == 3
     assert timer.calls == 2 and timer.elapsed() == pytest.approx(0.75)
     assert module.build_window_layout is layout and timer.status == 'measured'
-    absent = tp.CallTimer(types.ModuleType('rewritten'), 'build_window_layout',
+    absent = timing.CallTimer(types.ModuleType('rewritten'), 'build_window_layout',
                           torch.device('cpu'))
     with absent:
         pass
@@ -301,7 +277,6 @@ def test_call_timer_times_calls_through_the_module_attribute(monkeypatch):
 
 
 def test_throughput_quick(tmp_path):
-    tp = _load_tool('throughput')
     tp.main(['--quick', '--cpu', '--steps', '1', '--warmup', '1', '--out-dir', str(tmp_path)])
     saved = json.loads((tmp_path / 'throughput.json').read_text())
     rows = {(g['key'], r['name']): r for g in saved['groups'] for r in g['rows']}
@@ -321,14 +296,13 @@ def test_throughput_quick(tmp_path):
     assert saved['provenance']['quick'] and 'load_after' in saved['provenance']
     markdown = (tmp_path / 'throughput.md').read_text()
     assert all(name in markdown for _, name in expected) and 'layout share' in markdown
-    assert 'throughput.py --quick' in markdown
+    assert 'python -m tools.benchmarks.throughput --quick' in markdown
 
 
 def test_gpu_acceptance_quick(tmp_path, monkeypatch):
-    """CPU smoke run of tools/benchmarks/gpu_acceptance.py: every tiny recipe steps twice, a
+    """CPU smoke run of ``tools.benchmarks.gpu_acceptance``: every tiny recipe steps twice, a
     recipe equal to another in model, batch and input is listed as a duplicate, and the
     throughput table is requested with --batch 64."""
-    ga = _load_tool('gpu_acceptance')
     duplicate = tmp_path / 'configs' / 'copy_of_vit-tiny.py'
     duplicate.parent.mkdir()
     tiny_vit = osp.join(REPO, 'configs', 'localmim',
@@ -347,7 +321,7 @@ def test_gpu_acceptance_quick(tmp_path, monkeypatch):
                 f.write('| model | images/s |\n| MAE ViT-B | 1.0 |\n')
             return dict(groups=[])
 
-    monkeypatch.setattr(ga, 'load_throughput', lambda: FakeThroughput)
+    monkeypatch.setattr(ga, 'throughput', FakeThroughput)
     torch.set_num_threads(1)
     result = ga.main(['--quick', '--out-dir', str(tmp_path / 'out')])
 
@@ -378,17 +352,16 @@ def test_gpu_acceptance_quick(tmp_path, monkeypatch):
     saved = json.loads((tmp_path / 'out' / 'gpu_acceptance.json').read_text())
     assert saved['provenance']['git']['commit'] and len(saved['provenance']['load_before']) == 3
     markdown = (tmp_path / 'out' / 'gpu_acceptance.md').read_text()
-    assert 'Command: `python tools/benchmarks/gpu_acceptance.py --quick' in markdown
+    assert 'Command: `python -m tools.benchmarks.gpu_acceptance --quick' in markdown
     assert '| MAE ViT-B | 1.0 |' in markdown
     assert all(osp.basename(p) in markdown for p in tiny)
 
 
 def test_release_parity_measures_the_hog_bin_rule(tmp_path):
-    """tools/benchmarks/release_parity.py on a few sample images: this project's bins equal
+    """``tools.benchmarks.release_parity`` on a few sample images: this project's bins equal
     exact arithmetic everywhere, the release's float32 convolution does not (the difference the
     tool exists to measure), and both outputs are written with their header."""
-    tool = _load_tool('release_parity')
-    result = tool.main(['--sizes', '64', '--max-images', '8', '--out-dir', str(tmp_path)])
+    result = release_parity.main(['--sizes', '64', '--max-images', '8', '--out-dir', str(tmp_path)])
     study = result['hog_bins'][64]
     for nbins in (9, 18):
         assert study[f'nbins {nbins}: this project (sobel_gradients)'][
@@ -396,4 +369,4 @@ def test_release_parity_measures_the_hog_bin_rule(tmp_path):
     assert study['nbins 18: release float32 convolution']['pixels_in_another_bin_pct'] > 0
     assert all(0 < d < 1e-3 for d in result['swin_eps']['tap_feature_relative_difference'])
     assert (tmp_path / 'release_parity.json').exists()
-    assert 'release_parity.py' in (tmp_path / 'release_parity.md').read_text()
+    assert 'tools.benchmarks.release_parity' in (tmp_path / 'release_parity.md').read_text()

@@ -1,11 +1,11 @@
-"""Smoke test of tools/benchmarks/camvid_transfer.py in --quick mode (real CamVid, CPU)."""
+"""Smoke test of ``tools.benchmarks.camvid_transfer`` in --quick mode (real CamVid, CPU)."""
 import json
 import os.path as osp
 import sys
 
 import pytest
 
-from .conftest import REPO, SHARED_DATA, run_tool
+from .conftest import SHARED_DATA, run_tool
 
 
 def test_quick_mode_runs_every_arm(tmp_path):
@@ -13,8 +13,8 @@ def test_quick_mode_runs_every_arm(tmp_path):
     if not osp.isfile(archive):
         pytest.skip(f'{archive} is absent (the shared CamVid copy; not in a fresh clone)')
     out, work = tmp_path / 'results', tmp_path / 'camvid'
-    run_tool([sys.executable, osp.join(REPO, 'tools', 'benchmarks', 'camvid_transfer.py'),
-              '--quick', '--out-dir', str(out), '--work-dir', str(work), '--camvid', archive,
+    run_tool([sys.executable, '-m', 'tools.benchmarks.camvid_transfer', '--quick',
+              '--out-dir', str(out), '--work-dir', str(work), '--camvid', archive,
               '--tag', 'smoke'], timeout=1500)
     results = json.loads((out / 'camvid_transfer_smoke.json').read_text())
     assert results['quick'] and set(results['runs']) == {'random', 'mae', 'localmim'}
@@ -28,4 +28,4 @@ def test_quick_mode_runs_every_arm(tmp_path):
         assert 'LoudPretrained: loaded 100 of 132 tensors of BEiTViT' in log, name
     assert 'LoudPretrained' not in (work / 'finetune_random' / 'finetune.log').read_text()
     markdown = (out / 'camvid_transfer_smoke.md').read_text()
-    assert 'camvid_transfer.py --quick' in markdown and 'Load average' in markdown
+    assert 'tools.benchmarks.camvid_transfer --quick' in markdown and 'Load average' in markdown

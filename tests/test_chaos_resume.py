@@ -1,12 +1,11 @@
 """Kill it anywhere, many times: the short chaos campaign, its refusals, and the fixes it led to.
 
-``tools/benchmarks/chaos_resume.py`` trains the tiny ViT with ``tools/dist_train.sh ... 2`` (gloo,
+``tools.benchmarks.chaos_resume`` trains the tiny ViT with ``tools/dist_train.sh ... 2`` (gloo,
 CPU), SIGKILLs it 3 times at seeded random moments (alternately the launcher's process group and
 one worker) and resumes it each time; here the outcome is checked independently of the tool's own
 verdict: the final checkpoints of the killed and the uninterrupted runs are compared tensor by
 tensor, the recorded losses line by line, and no process of the run may be left.
 """
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -18,17 +17,19 @@ import time
 import pytest
 import torch
 
+from tools.benchmarks import chaos_campaign, chaos_resume
+
 from .reliability_helpers import REPO, train_env
 
-TOOL = osp.join(REPO, 'tools', 'benchmarks', 'chaos_resume.py')
 SHORT = ['--recipes', 'vit', '--kills', '3', '--iters', '6', '--iters-per-epoch', '3',
          '--ckpt-interval', '3', '--ckpt-write-s', '0.5', '--restore-s', '0.5',
          '--load-s', '0.05', '--seed', '5', '--timeout', '300']
 
 
 def chaos(*args, timeout=600):
-    return subprocess.run([sys.executable, TOOL, *args], cwd=REPO, env=train_env(),
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([sys.executable, '-m', 'tools.benchmarks.chaos_resume', *args],
+                          cwd=REPO, env=train_env(), capture_output=True, text=True,
+                          timeout=timeout)
 
 
 def _live(marker: str) -> list:
@@ -94,17 +95,6 @@ def test_three_kills_of_a_two_process_run_lose_nothing(tmp_path):
             assert losses == expected[it], (rank, it)
 
 
-def _load_tool():
-    """chaos_resume.py as a module (it imports its siblings in tools/benchmarks by name)."""
-    folder = osp.dirname(TOOL)
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
-    spec = importlib.util.spec_from_file_location('chaos_resume', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _refusal(tool, *argv) -> str:
     with pytest.raises(SystemExit) as refused:
         tool.prepare(tool.parse_args(list(argv)))
@@ -122,7 +112,7 @@ def test_more_kills_than_iterations_is_refused_in_one_line(tmp_path):
 
 
 def test_a_recipe_without_checkpoints_or_a_live_work_dir_is_refused(tmp_path):
-    tool = _load_tool()
+    tool = chaos_resume
     work = tmp_path / 'work'
     no_ckpt = tmp_path / 'no_ckpt.py'
     no_ckpt.write_text(f"_base_ = ['{REPO}/configs/localmim/"
@@ -160,8 +150,8 @@ def test_a_recipe_without_checkpoints_or_a_live_work_dir_is_refused(tmp_path):
 
 
 def test_the_kill_plan_spreads_kills_over_phases_and_iterations():
-    tool = _load_tool()
-    campaign = sys.modules['chaos_campaign']
+    tool = chaos_resume
+    campaign = chaos_campaign
     # mmengine's by-iteration rule by hand: every 3rd iteration, and the last one (save_last)
     assert campaign.save_iterations(8, 3) == [3, 6, 8]
     assert campaign.save_iterations(24, 3) == list(range(3, 25, 3))

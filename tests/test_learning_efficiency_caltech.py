@@ -1,10 +1,8 @@
-"""The ``caltech128`` protocol of ``tools/benchmarks/learning_efficiency.py`` (ViT-B/16's target
+"""The ``caltech128`` protocol of ``tools.benchmarks.learning_efficiency`` (ViT-B/16's target
 geometry): its construction on a handful of images, checked against values computed by hand.
 Nothing here trains the protocol."""
-import importlib.util
 import io
 import os.path as osp
-import sys
 import tarfile
 
 import pytest
@@ -13,22 +11,18 @@ from mmengine.logging import MMLogger
 from mmengine.registry import init_default_scope
 from PIL import Image
 
+from tools.benchmarks import learning_efficiency
+from tools.benchmarks.core.methods import method_config
+
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CALTECH = osp.join(REPO, '..', 'shared', 'data', 'caltech101_dev_128.tar.gz')
 
 
 @pytest.fixture(scope='module')
 def le():
-    tools = osp.join(REPO, 'tools', 'benchmarks')
-    if tools not in sys.path:  # the tools import each other
-        sys.path.insert(0, tools)
-    spec = importlib.util.spec_from_file_location('learning_efficiency',
-                                                  osp.join(tools, 'learning_efficiency.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     init_default_scope('mmpretrain')
     MMLogger.get_current_instance().setLevel('ERROR')  # init_weights logs every parameter
-    return module
+    return learning_efficiency
 
 
 def _geometry(le, name, scale):
@@ -69,7 +63,7 @@ def test_caltech128_geometry_is_vit_b_16s(le, tmp_path):
         geometry, cfg = _geometry(le, name, args.scale)
         assert geometry == cells, name
         assert cfg['backbone']['mask_ratio'] == 0.75, name
-    vitb = le.tap_geometry(le.throughput.method_config('LocalMIM-HOG', **le.VIT_B))
+    vitb = le.tap_geometry(method_config('LocalMIM-HOG', **le.VIT_B))
     assert [(g['block'], g['cell_px']) for g in vitb] == VIT_B_CELLS
     # MAE's largest budget sees about as many images as the CIFAR protocol's (16 x 5,000)
     assert abs(args.budgets[-1] * 3306 / (16 * 5000) - 1) < 0.01

@@ -342,21 +342,21 @@ def test_train_two_iterations_and_evaluate(tiny_localmim_checkpoint, coco_mini, 
 
 
 def test_memory_benchmark_smoke(tmp_path):
-    """tools/benchmarks/vitdet_memory.py end to end at 64 px with ``--with-cp --tag`` (no figure is
+    """``tools.benchmarks.vitdet_memory`` end to end at 64 px with ``--with-cp --tag`` (no figure is
     checked, only the report: both backbones, the ratios, the with_cp label, the tagged file names
     and the header with the load-average warning rule)."""
     import sys
     from .conftest import run_tool
-    tool = osp.join(REPO, 'tools', 'benchmarks', 'vitdet_memory.py')
-    run_tool([sys.executable, tool, '--quick', '--size', '64', '--warmup', '0', '--threads', '1',
-              '--with-cp', '--tag', 'smoke', '--out-dir', str(tmp_path)])
+    run_tool([sys.executable, '-m', 'tools.benchmarks.vitdet_memory', '--quick', '--size', '64',
+              '--warmup', '0', '--threads', '1', '--with-cp', '--tag', 'smoke', '--out-dir',
+              str(tmp_path)])
     with open(tmp_path / 'vitdet_memory_smoke.json') as f:
         result = json.load(f)
     assert [row['backbone'] for row in result['rows']] == ['global', 'vitdet']
     assert all(row['peak_step_mb'] > 0 and row['step_s_median'] > 0 for row in result['rows'])
     assert set(result['ratio_vitdet_to_global']) == {'memory', 'time'}
     header = result['provenance']
-    assert 'vitdet_memory.py' in header['command'] and header['git']['commit']
+    assert 'tools.benchmarks.vitdet_memory' in header['command'] and header['git']['commit']
     assert header['machine']['torch_threads'] == 1 and header['quick']
     assert result['with_cp'] and '--with-cp' in header['command']
     markdown = (tmp_path / 'vitdet_memory_smoke.md').read_text()
@@ -367,9 +367,8 @@ def test_memory_benchmark_smoke(tmp_path):
 def test_memory_benchmark_refuses_a_bad_tag_before_measuring():
     import subprocess
     import sys
-    tool = osp.join(REPO, 'tools', 'benchmarks', 'vitdet_memory.py')
-    proc = subprocess.run([sys.executable, tool, '--tag', 'a b'], capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run([sys.executable, '-m', 'tools.benchmarks.vitdet_memory', '--tag', 'a b'],
+                          cwd=REPO, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "--tag='a b'" in proc.stderr
     assert 'letters, digits' in proc.stderr
     assert '[vitdet_memory]' not in proc.stdout  # no backbone was started

@@ -1,8 +1,8 @@
-"""The chaos campaign of ``chaos_resume.py``: a kill plan, the processes of a run, one campaign.
+"""The chaos campaign of ``chaos_resume``: a kill plan, the processes of a run, one campaign.
 
 A campaign trains one recipe twice with ``tools/dist_train.sh``: once uninterrupted (the
 reference) and once under a seeded plan of ``SIGKILL``s, each followed by ``--resume``. The probes
-of ``chaos_hooks.py`` (added to the recipe's ``custom_imports`` by the harness only) tell the
+of :mod:`.chaos_hooks` (added to the recipe's ``custom_imports`` by the harness only) tell the
 harness which phase each process is in; a kill is sent a random fraction into the planned phase,
 and the phase it landed in is read back from the probes of the killed process.
 """
@@ -25,8 +25,8 @@ from localmim_mm.transfer.checkpoint_io import read_checkpoint as read_runner_ch
 from localmim_mm.utils.checkpoint_file import CorruptCheckpointError, check_checkpoint_file
 from localmim_mm.utils.resume import find_resumable_checkpoint
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-HERE = osp.dirname(osp.abspath(__file__))
+from .core import REPO
+
 PHASES = ('iteration', 'data', 'checkpoint', 'restore')
 POLL_S = 0.02
 GONE_TIMEOUT_S = 30.0
@@ -245,7 +245,7 @@ def read_losses(work_dir: str, rank: int) -> List[tuple]:
 # ------------------------------------------------------------------ one campaign
 def run_env(token: str, attempt: int, port: int) -> dict:
     return dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1', PYTHON=sys.executable,
-                PYTHONPATH=os.pathsep.join([REPO, HERE]), PORT=str(port), CHAOS_RUN=token,
+                PYTHONPATH=REPO, PORT=str(port), CHAOS_RUN=token,
                 CHAOS_ATTEMPT=str(attempt))
 
 

@@ -1,4 +1,4 @@
-"""Probes of the chaos campaign (``tools/benchmarks/chaos_resume.py``), imported only by its runs.
+"""Probes of the chaos campaign (``tools.benchmarks.chaos_resume``), imported only by its runs.
 
 The campaign adds this module to a recipe's ``custom_imports`` (it is never imported by
 ``localmim_mm``). It gives the harness what a random kill needs and nothing that changes the

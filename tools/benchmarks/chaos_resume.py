@@ -1,7 +1,6 @@
-#!/usr/bin/env python
 """Kill a multi-process training run anywhere, many times, and check that resuming loses nothing.
 
-    python tools/benchmarks/chaos_resume.py [--recipes vit swin lomar] [--kills 20 5 5]
+    python -m tools.benchmarks.chaos_resume [--recipes vit swin lomar] [--kills 20 5 5]
         [--procs 2] [--iters 24] [--ckpt-interval 3] [--seed 0] [--work-dir DIR] [--out-dir DIR]
 
 For each recipe (a name below or a config path) the harness trains a short run of it with
@@ -11,7 +10,7 @@ train step of an iteration, the loading of a batch, the write of a checkpoint, t
 resume), alternately to the launcher's process group and to one worker; after each, every process
 of the run must be gone (checked by PID), and the run goes on with ``--resume``. The harness
 widens the checkpoint-write and restore windows and slows data loading through its probes
-(``chaos_hooks.py``), added to a copy of the recipe's config only.
+(:mod:`.chaos_hooks`), added to a copy of the recipe's config only.
 
 Checked at the end, per recipe: the final weights, optimizer state, schedulers and random states
 and every iteration's losses (of every attempt, on every rank) equal the reference's bit for bit;
@@ -20,7 +19,6 @@ iterations since the last checkpoint reported whole. Writes ``chaos_resume.json`
 the provenance header) to ``--out-dir``; exits 1 when a check fails.
 """
 import argparse
-import json
 import os
 import os.path as osp
 import shutil
@@ -31,10 +29,13 @@ import time
 
 from mmengine.config import Config
 
-from _provenance import Provenance, output_stem
-from chaos_campaign import (PHASES, REPO, Campaign, differences, final_state, launch,
-                            plan_kills, processes_with_token, read_losses, save_iterations)
 from localmim_mm.utils.work_dir_lock import live_holder
+
+from .chaos_campaign import (PHASES, Campaign, differences, final_state, launch, plan_kills,
+                             processes_with_token, read_losses, save_iterations)
+from .core import REPO
+from .core.provenance import Provenance
+from .core.report import output_stem, write_outputs
 
 RECIPES = {
     'vit': 'configs/localmim/localmim_vit-tiny-p8_1xb32-coslr-20e_sample.py',
@@ -127,7 +128,7 @@ def chaos_config(args, name: str, iters: int) -> Config:
     cfg.train_cfg.max_epochs = iters // args.iters_per_epoch
     cfg.randomness = dict(seed=args.seed, diff_rank_seed=True, deterministic=True)
     imports = dict(cfg.get('custom_imports') or dict(imports=[]))
-    imports['imports'] = [*imports.get('imports', []), 'chaos_hooks']
+    imports['imports'] = [*imports.get('imports', []), 'tools.benchmarks.chaos_hooks']
     imports['allow_failed_imports'] = False
     cfg.custom_imports = imports
     cfg.custom_hooks = [*(cfg.get('custom_hooks') or []), dict(type='ChaosLossHook'),
@@ -317,18 +318,14 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     jobs = prepare(args)  # every refusal comes before any run starts
     stem = output_stem(args.out_dir, 'chaos_resume', args.tag)
-    prov = CountsProvenance('chaos_resume.py', argv, threads=1)
+    prov = CountsProvenance('chaos_resume', argv, threads=1)
     results = [run_recipe(args, job) for job in jobs]
     header = prov.finish()
-    os.makedirs(args.out_dir, exist_ok=True)
-    with open(f'{stem}.json', 'w') as f:
-        json.dump(dict(provenance=header, seed=args.seed, procs=args.procs, batch=args.batch,
-                       ckpt_interval=args.ckpt_interval, ckpt_write_s=args.ckpt_write_s,
-                       restore_s=args.restore_s, load_s=args.load_s, recipes=results),
-                  f, indent=1)
-    with open(f'{stem}.md', 'w') as f:
-        f.write(markdown(prov, results, args))
-    print(f'wrote {stem}.json and {stem}.md')
+    write_outputs(stem, dict(provenance=header, seed=args.seed, procs=args.procs,
+                             batch=args.batch, ckpt_interval=args.ckpt_interval,
+                             ckpt_write_s=args.ckpt_write_s, restore_s=args.restore_s,
+                             load_s=args.load_s, recipes=results),
+                  markdown(prov, results, args))
     failed = [r['recipe'] for r in results
               if not all(v for k, v in r['checks'].items() if k != 'recovered')]
     if failed:

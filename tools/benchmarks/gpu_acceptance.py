@@ -1,7 +1,6 @@
-#!/usr/bin/env python
 """GPU acceptance: 20 AMP iterations of every pre-training recipe under ``configs/``.
 
-    python tools/benchmarks/gpu_acceptance.py [--out-dir DIR] [--recipes PATTERN ...]
+    python -m tools.benchmarks.gpu_acceptance [--out-dir DIR] [--recipes PATTERN ...]
                                               [--iters 20] [--warmup 5] [--budget-min 10]
                                               [--no-throughput] [--quick]
 
@@ -31,7 +30,7 @@ Per recipe, as one GPU of the real run does it:
 Reported: step time (median of the timed steps), images/s, peak memory
 (``torch.cuda.max_memory_allocated`` over the steps), every iteration's loss terms, whether all
 are finite, and the final loss scale. Then the throughput table against MAE / SimMIM from
-``tools/benchmarks/throughput.py --batch 64``. Output: ``gpu_acceptance.json`` and
+``python -m tools.benchmarks.throughput --batch 64``. Output: ``gpu_acceptance.json`` and
 ``gpu_acceptance.md`` in ``--out-dir`` (header: command, git revision, GPU, torch / CUDA
 versions, load average). Exit status 1 when a recipe failed or produced a non-finite loss.
 
@@ -42,9 +41,7 @@ import argparse
 import fnmatch
 import gc
 import glob
-import importlib.util
 import json
-import os
 import os.path as osp
 import random
 import statistics
@@ -55,21 +52,20 @@ from typing import List, Optional
 
 import numpy as np
 import torch
+from mmengine.config import Config
+from mmengine.dataset import Compose
+from mmengine.logging import MMLogger
+from mmengine.optim import build_optim_wrapper
+from mmengine.registry import FUNCTIONS, init_default_scope
+from mmpretrain.models import BaseSelfSupervisor
+from mmpretrain.registry import MODELS
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from _provenance import Provenance  # noqa: E402
-
-import localmim_mm  # noqa: E402,F401  (registers the LocalMIM modules)
-from mmengine.config import Config  # noqa: E402
-from mmengine.dataset import Compose  # noqa: E402
-from mmengine.logging import MMLogger  # noqa: E402
-from mmengine.optim import build_optim_wrapper  # noqa: E402
-from mmengine.registry import FUNCTIONS, init_default_scope  # noqa: E402
-from mmpretrain.models import BaseSelfSupervisor  # noqa: E402
-from mmpretrain.registry import MODELS  # noqa: E402
+from . import throughput
+from .core import REPO
+from .core.models import build_model, model_cfg
+from .core.optim import device_optim_wrapper
+from .core.provenance import Provenance
+from .core.report import write_outputs
 
 RECIPE_GLOBS = ('configs/localmim/*.py', 'configs/lomar/*.py', 'configs/localmim_*.py',
                 'configs/lomar_*.py')
@@ -87,14 +83,6 @@ def find_recipes(patterns: Optional[List[str]], quick: bool) -> List[str]:
     if patterns:
         paths = [p for p in paths if any(fnmatch.fnmatch(p, f'*{pat}*') for pat in patterns)]
     return paths
-
-
-def model_cfg(cfg: Config) -> dict:
-    """The model dict as the Runner builds it (it adds the top-level data preprocessor)."""
-    model = cfg.model.to_dict()
-    if 'data_preprocessor' not in model and cfg.get('data_preprocessor') is not None:
-        model['data_preprocessor'] = cfg.data_preprocessor.to_dict()
-    return model
 
 
 def is_pretraining(model: dict) -> bool:
@@ -146,21 +134,6 @@ def _crop_size(cfg: Config) -> int:
     return int(cfg.model.backbone.get('img_size', 224))
 
 
-def optim_wrapper_cfg(cfg: Config, amp: bool) -> tuple:
-    """The recipe's wrapper config for this device, and a note when it had to change."""
-    wrapper = cfg.optim_wrapper.to_dict()
-    recipe_type = wrapper.get('type', 'OptimWrapper')
-    if amp and recipe_type != 'AmpOptimWrapper':
-        wrapper.update(type='AmpOptimWrapper', loss_scale='dynamic')
-        return wrapper, f'recipe wrapper {recipe_type}, run as AmpOptimWrapper'
-    if not amp and recipe_type == 'AmpOptimWrapper':
-        for key in ('loss_scale', 'dtype', 'use_fsdp'):
-            wrapper.pop(key, None)
-        wrapper['type'] = 'OptimWrapper'
-        return wrapper, 'recipe wrapper AmpOptimWrapper, run as float32 OptimWrapper (CPU)'
-    return wrapper, None
-
-
 def lr_scale(cfg: Config, batch: int) -> float:
     base = (cfg.get('auto_scale_lr') or {}).get('base_batch_size')
     return batch / base if base else 1.
@@ -168,10 +141,8 @@ def lr_scale(cfg: Config, batch: int) -> float:
 
 # --------------------------------------------------------------------------- one recipe
 def run_recipe(cfg: Config, batch: int, args, device: torch.device, amp: bool) -> dict:
-    model = MODELS.build(model_cfg(cfg))
-    model.init_weights()
-    model = model.to(device).train()
-    wrapper_cfg, wrapper_note = optim_wrapper_cfg(cfg, amp)
+    model = build_model(model_cfg(cfg, default_preprocessor=None)).to(device).train()
+    wrapper_cfg, wrapper_note = device_optim_wrapper(cfg.optim_wrapper.to_dict(), amp)
     wrapper = build_optim_wrapper(model, wrapper_cfg)
     scale = lr_scale(cfg, batch)
     for group in wrapper.optimizer.param_groups:
@@ -238,7 +209,7 @@ def run_all(args, device: torch.device, amp: bool, deadline: float) -> List[dict
     rows, seen = [], {}
     for path in find_recipes(args.recipes, args.quick):
         cfg = Config.fromfile(osp.join(REPO, path))
-        model = model_cfg(cfg)
+        model = model_cfg(cfg, default_preprocessor=None)
         row = dict(config=path, model=_describe(model),
                    batch_recipe=cfg.train_dataloader.batch_size, fsdp=is_fsdp(cfg))
         rows.append(row)
@@ -284,19 +255,12 @@ def _summary(row: dict) -> str:
 
 
 # --------------------------------------------------------------------------- throughput table
-def load_throughput():
-    spec = importlib.util.spec_from_file_location(
-        'throughput', osp.join(REPO, 'tools', 'benchmarks', 'throughput.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def run_throughput(out_dir: str, quick: bool) -> dict:
+    """The ``throughput`` benchmark's command, run in this process."""
     throughput_dir = osp.join(out_dir, 'throughput')
     argv = THROUGHPUT_ARGS + ['--out-dir', throughput_dir] + (['--quick'] if quick else [])
     try:
-        result = load_throughput().main(argv)
+        result = throughput.main(argv)
     except Exception as err:
         return dict(status=f'failed: {type(err).__name__}: {err}', argv=argv)
     outputs = sorted(glob.glob(osp.join(throughput_dir, '*.md')))
@@ -338,16 +302,17 @@ def to_markdown(result: dict, prov: Provenance) -> str:
             for term, values in row['losses'].items():
                 lines.append(f"- {term}: {', '.join(f'{v:.4f}' for v in values)}")
             lines.append('')
-    throughput = result.get('throughput')
+    table = result.get('throughput')
     lines += ['## Throughput against MAE / SimMIM', '']
-    if throughput is None:
+    if table is None:
         lines.append('not run (--no-throughput)')
-    elif throughput['status'] != 'ok':
-        lines.append(f"`throughput.py {' '.join(throughput['argv'])}`: {throughput['status']}")
+    elif table['status'] != 'ok':
+        lines.append(f"`python -m tools.benchmarks.throughput {' '.join(table['argv'])}`: "
+                     f"{table['status']}")
     else:
-        lines.append(f"`python tools/benchmarks/throughput.py {' '.join(throughput['argv'])}`:")
+        lines.append(f"`python -m tools.benchmarks.throughput {' '.join(table['argv'])}`:")
         lines.append('')
-        for path in throughput['markdown']:
+        for path in table['markdown']:
             with open(osp.join(result['out_dir'], path)) as f:
                 lines.append(f.read().strip())
             lines.append('')
@@ -385,7 +350,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
     args = parse_args(argv)
     start = time.time()
     if not args.quick and not torch.cuda.is_available():
-        raise SystemExit('gpu_acceptance.py needs a CUDA GPU (or --quick for the CPU smoke run)')
+        raise SystemExit('gpu_acceptance needs a CUDA GPU (or --quick for the CPU smoke run)')
     device = torch.device('cpu' if args.quick else 'cuda')
     amp = device.type == 'cuda'
     init_default_scope('mmpretrain')
@@ -393,7 +358,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
     torch.manual_seed(0)
     np.random.seed(0)  # the pipeline's random crops and flips
     random.seed(0)
-    prov = Provenance.start('gpu_acceptance.py', argv, threads=torch.get_num_threads(),
+    prov = Provenance.start('gpu_acceptance', argv, threads=torch.get_num_threads(),
                             device=str(device), quick=args.quick)
     result = dict(iterations=args.iters, warmup=args.warmup, quick=args.quick,
                   out_dir=args.out_dir,
@@ -406,20 +371,11 @@ def main(argv: Optional[List[str]] = None) -> dict:
     result['ok'] = all(r['status'].startswith(('ok', 'duplicate', 'skipped: not'))
                        and r.get('finite', True) for r in result['recipes'])
     result['provenance'] = prov.finish()
-    write_outputs(result, prov)
+    write_outputs(osp.join(args.out_dir, 'gpu_acceptance'), result, to_markdown(result, prov),
+                  default=str)
     return result
 
 
-def write_outputs(result: dict, prov: Provenance) -> None:
-    out_dir = result['out_dir']
-    os.makedirs(out_dir, exist_ok=True)
-    with open(osp.join(out_dir, 'gpu_acceptance.json'), 'w') as f:
-        json.dump(result, f, indent=2, default=str)
-    markdown = to_markdown(result, prov)
-    with open(osp.join(out_dir, 'gpu_acceptance.md'), 'w') as f:
-        f.write(markdown)
-    print(markdown)
-    print(f'wrote {out_dir}/gpu_acceptance.json and gpu_acceptance.md')
 
 
 if __name__ == '__main__':

@@ -1,27 +1,34 @@
-#!/usr/bin/env python
 """Learning efficiency: LocalMIM (HOG, pixel) vs mmpretrain's MAE, accuracy per pre-training cost.
 
     # the full comparison on CPU (CIFAR-10 at its native 32 px; about 45 min on 2 quiet cores)
-    python tools/benchmarks/learning_efficiency.py run \
+    python -m tools.benchmarks.learning_efficiency run \
         --archive ../shared/data/cifar10_jpeg.tar.gz --cache-dir /tmp/lme
     # the GPU variant: ViT-S/16 at 224 px on any image folder (about 10 min on one GPU)
-    python tools/benchmarks/learning_efficiency.py run --device cuda --data-root DIR --tag gpu
+    python -m tools.benchmarks.learning_efficiency run --device cuda --data-root DIR --tag gpu
     # ViT-B/16's target geometry: 128-px Caltech-101 photos, patch 16, cells 4 / 8 / 16 / 32 px
     # (CPU; with --device cuda: ViT-S/16 at the same geometry, more epochs)
-    python tools/benchmarks/learning_efficiency.py run --protocol caltech128 \
+    python -m tools.benchmarks.learning_efficiency run --protocol caltech128 \
         --archive ../shared/data/caltech101_dev_128.tar.gz --cache-dir /tmp/lme_caltech
     # smoke run (writes to work_dirs/benchmarks)
-    python tools/benchmarks/learning_efficiency.py run --quick --data-root data/sample_cifar \
+    python -m tools.benchmarks.learning_efficiency run --quick --data-root data/sample_cifar \
         --test-split val
     # k-NN and linear probe of checkpoints of this script on any image folder
-    python tools/benchmarks/learning_efficiency.py evaluate --data-root DIR CKPT [CKPT ...]
+    python -m tools.benchmarks.learning_efficiency evaluate --data-root DIR CKPT [CKPT ...]
+    # one budget of the committed CIFAR run again (4 epochs, two methods, both seeds; about
+    # 8 min on 2 cores; the warm-up of the full run), then its figures next to the committed ones
+    python -m tools.benchmarks.learning_efficiency run \
+        --archive ../shared/data/cifar10_jpeg.tar.gz --cache-dir /tmp/lme --budgets 4 \
+        --warmup-epochs 0.8 --methods LocalMIM-HOG MAE --ablation-seeds --no-eval-init \
+        --out-dir work_dirs/benchmarks --tag rerun_4ep
+    python -m tools.benchmarks.learning_efficiency compare \
+        work_dirs/benchmarks/learning_efficiency_rerun_4ep.json  # against docs/results/'s
 
 Protocol (``docs/benchmarks.md`` explains each choice; ``--protocol`` picks the geometry: ``cifar``
 (default) 32 px with patch 4, so LocalMIM's target cells are 1 / 2 / 4 / 8 px; ``caltech128``
 128 px with patch 16, ViT-B/16's cells of 4 / 8 / 16 / 32 px; both 8 x 8 tokens):
 
 * Methods: LocalMIM-HOG, LocalMIM-pixel and mmpretrain's MAE, each built from its shipped config
-  (:func:`throughput.method_config`) on the same small ViT encoder and initialised by its own
+  (:func:`.core.methods.method_config`) on the same small ViT encoder and initialised by its own
   ``init_weights``; two ablations of LocalMIM-HOG (one seed): only the top block supervised, at
   its coarse scale 0.5, and all four taps at one scale (1).
 * Decoders: each method's decoder width (config values; depth kept) is chosen so that its
@@ -29,14 +36,21 @@ Protocol (``docs/benchmarks.md`` explains each choice; ``--protocol`` picks the 
   counted by mmengine's ``FlopAnalyzer``. ``--decoders unscaled`` keeps the configs' decoders.
 * Cost, three ways: images seen (epochs of the pre-training set); the run's measured wall-clock
   (its own training steps); and ViT-B-equivalent cost = images seen x the method's per-image step
-  time at ViT-B/224 measured in the same session with ``throughput.py`` (:func:`time_models`),
-  shown in MAE-epochs (MAE's per-image time x the pre-training set size).
+  time at ViT-B/224 measured in the same session as ``throughput`` times it
+  (:func:`.core.timing.time_models`), shown in MAE-epochs (MAE's per-image time x the
+  pre-training set size).
 * Schedule: each budget ends annealed. The runs of one (method, seed) share a trunk: linear
   warm-up, then the peak lr; at (1 - cooldown) of each budget a branch leaves the trunk and
   decays its lr (half cosine) to the minimum at the budget, where its checkpoint is saved (a
   warmup-stable-decay schedule). The budgets are counted in optimiser steps, so the accuracies do
   not depend on the machine's speed. All runs are interleaved step by step in one process (each
   with its own RNG state), so they meet the same machine conditions.
+* Optimisation: the ViT-B/16 pre-training recipe's ``optim_wrapper`` (AdamW, betas, weight decay
+  and its ``paramwise_cfg``: no decay on norms, biases, 1-D parameters, tokens and position
+  embeddings) built by mmengine's ``build_optim_wrapper`` at lr = ``--blr`` x batch / 256, float32
+  (``OptimWrapper``) or AMP (``AmpOptimWrapper``, ``--device cuda``); the lr follows mmengine's
+  ``LinearLR`` (the warm-up) and ``CosineAnnealingLR`` (each budget's decay, to the recipe's
+  minimum), stepped after every optimiser step as the Runner's scheduler hook does.
 * Evaluation: the encoder's unmasked forward, last block output averaged over patch tokens; k-NN
   (k=20, cosine, temperature 0.07) and a linear probe trained on the train split and scored on the
   test split; mean and spread over seeds; the first budget at which each method reaches MAE's
@@ -44,37 +58,36 @@ Protocol (``docs/benchmarks.md`` explains each choice; ``--protocol`` picks the 
 """
 import argparse
 import copy
+import functools
 import json
 import math
 import os
 import os.path as osp
 import statistics
-import sys
-import tarfile
 import time
 from typing import Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
+from mmengine.analysis import FlopAnalyzer
+from mmengine.analysis.jit_handles import get_shape
+from mmengine.config import Config
+from mmengine.logging import MMLogger
+from mmengine.optim import CosineAnnealingLR, LinearLR, build_optim_wrapper
+from mmengine.registry import init_default_scope
+from mmpretrain.structures import DataSample
 
-HERE = osp.dirname(osp.abspath(__file__))
-REPO = osp.dirname(osp.dirname(HERE))
-for path in (REPO, HERE):
-    if path not in sys.path:
-        sys.path.insert(0, path)
+from localmim_mm.evaluation import (extract_features, knn_accuracy, linear_probe_accuracy,
+                                    list_image_folder, load_image_folder)
+from localmim_mm.transfer import model_state_dict, read_checkpoint, save_pure_checkpoint
 
-import throughput  # noqa: E402  (tools/benchmarks/throughput.py: configs and step timing)
-from _provenance import Provenance, output_stem  # noqa: E402
-from localmim_mm.evaluation import (extract_features, knn_accuracy,  # noqa: E402
-                                    linear_probe_accuracy, list_image_folder, load_image_folder)
-from mmengine.analysis import FlopAnalyzer  # noqa: E402
-from mmengine.analysis.jit_handles import get_shape  # noqa: E402
-from mmengine.config import Config  # noqa: E402
-from mmengine.logging import MMLogger  # noqa: E402
-from mmengine.optim import AmpOptimWrapper, OptimWrapper  # noqa: E402
-from mmengine.registry import init_default_scope  # noqa: E402
-from mmpretrain.registry import MODELS  # noqa: E402
-from mmpretrain.structures import DataSample  # noqa: E402
+from .core.data import unpack_once
+from .core.methods import arch_settings, method_config
+from .core.models import build_model, load_config
+from .core.optim import device_optim_wrapper
+from .core.provenance import Provenance
+from .core.report import output_stem, write_json, write_outputs
+from .core.timing import time_models
 
 MEAN, STD = [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]
 METHODS = ['LocalMIM-HOG', 'LocalMIM-pixel', 'MAE']
@@ -194,7 +207,7 @@ def flop_matched_decoder(name: str, scale: dict, target_ratio: float) -> dict:
 # --------------------------------------------------------------------------- methods
 def model_config(name: str, scale: dict, decoder: Optional[dict]) -> dict:
     """A method's config on the benchmark encoder; ``decoder`` sets its decoder width."""
-    cfg = throughput.method_config(
+    cfg = method_config(
         name, arch=scale['encoder'], img_size=scale['img_size'],
         patch_size=scale['patch_size'],
         decoder=None if decoder is None else dict(embed_dims=decoder['embed_dims'],
@@ -202,14 +215,6 @@ def model_config(name: str, scale: dict, decoder: Optional[dict]) -> dict:
     # the images are decoded as RGB already
     cfg['data_preprocessor'] = dict(cfg['data_preprocessor'], to_rgb=False)
     return cfg
-
-
-def build_model(cfg: dict, seed: int = 0) -> torch.nn.Module:
-    """Build and initialise a model as the Runner does (the modules' own ``init_weights``)."""
-    torch.manual_seed(seed)
-    model = MODELS.build(copy.deepcopy(cfg))
-    model.init_weights()
-    return model
 
 
 def plan_methods(names: List[str], scale: dict, decoders: str,
@@ -225,7 +230,7 @@ def plan_methods(names: List[str], scale: dict, decoders: str,
                                                                scale['img_size'])
         plan[name] = dict(vitb_flops=vitb, config=cfg, flops=flops,
                           decoder=describe_decoder(cfg), geometry=tap_geometry(cfg),
-                          vitb_geometry=tap_geometry(throughput.method_config(name, **VIT_B)))
+                          vitb_geometry=tap_geometry(method_config(name, **VIT_B)))
         print(f'{name}: {describe_taps(plan[name]["geometry"])}; decoder '
               f'{plan[name]["decoder"]}; decoder / encoder FLOPs {flops["ratio"]:.3f} '
               f'(ViT-B/224: {vitb["ratio"]:.3f})', flush=True)
@@ -238,7 +243,7 @@ def tap_geometry(cfg: dict) -> List[dict]:
     decoder) with the patch as the cell of its pixel target."""
     backbone = cfg['backbone']
     if cfg['type'] == 'MAE':
-        depth = throughput.arch_settings(backbone['arch'])['num_layers']
+        depth = arch_settings(backbone['arch'])['num_layers']
         return [dict(block=depth - 1, cell_px=backbone['patch_size'])]
     return [dict(block=block, cell_px=cell) for block, cell in
             zip(backbone['out_indices'], cfg['target_generator']['cell_sizes'])]
@@ -263,25 +268,25 @@ def describe_decoder(cfg: dict) -> dict:
 
 
 def build_vitb_models(names: List[str]) -> Dict[str, torch.nn.Module]:
-    """Each method at ViT-B/224, built from its config as :func:`throughput.method_config`."""
-    return {name: throughput.build_model(throughput.method_config(name, **VIT_B))
+    """Each method at ViT-B/224, built from its config by :func:`.core.methods.method_config`."""
+    return {name: build_model(method_config(name, **VIT_B))
             for name in names}
 
 
 def measure_step_costs(vitb_models: Dict[str, torch.nn.Module], args,
                        device: torch.device) -> dict:
-    """Per-image training-step time of each method at ViT-B/224 (throughput.py's timing)."""
+    """Per-image training-step time of each method at ViT-B/224 (throughput's timing)."""
     cost = args.step_cost
     amp = args.amp
     print(f'timing ViT-B/224 steps of {list(vitb_models)} (batch {cost["batch"]})', flush=True)
-    rows = throughput.time_models(vitb_models, 224, cost['batch'], cost['steps'],
-                                  cost['warmup'], device, amp)
+    rows = time_models(vitb_models, 224, cost['batch'], cost['steps'], cost['warmup'], device,
+                       amp)
     threads = f' --threads {args.threads}' if args.threads else ''
     return dict(
         rows=rows, image_s={name: row['image_s'] for name, row in rows.items()},
-        method='throughput.time_models: the methods at ViT-B/224 interleaved round-robin, '
+        method='core.timing.time_models: the methods at ViT-B/224 interleaved round-robin, '
                f'median step time / batch ({"AMP fp16" if amp else "fp32"}, {device.type})',
-        equivalent_command=(f'python tools/benchmarks/throughput.py --groups variants '
+        equivalent_command=(f'python -m tools.benchmarks.throughput --groups variants '
                             f'--batch {cost["batch"]} --steps {cost["steps"]} --warmup '
                             f'{cost["warmup"]}{threads}'
                             + {'cpu': ' --cpu', 'cuda': '' if amp else ' --no-amp'}[device.type]))
@@ -339,52 +344,53 @@ class Batches:
 
 
 # --------------------------------------------------------------------------- training
-def param_groups(model: torch.nn.Module, weight_decay: float) -> List[dict]:
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (no_decay if p.ndim <= 1 or name.endswith(('token', 'pos_embed')) else decay).append(p)
-    return [dict(params=decay, weight_decay=weight_decay), dict(params=no_decay, weight_decay=0.)]
+RECIPE = 'localmim_vit_recipe'  # the ViT-B/16 pre-training recipe (core.models.LOCAL_CONFIGS)
 
 
-def lr_at(step: int, peak: float, warmup: int, decay: Optional[tuple],
-          min_lr: float = 1e-6) -> float:
-    """Linear warm-up over ``warmup`` steps, then ``peak``; over ``decay = (start, end)`` a half
-    cosine from ``peak`` to ``min_lr``."""
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    if decay is None or step < decay[0]:
-        return peak
-    progress = min((step - decay[0]) / max(decay[1] - decay[0], 1), 1.)
-    return min_lr + (peak - min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
+@functools.lru_cache(maxsize=None)
+def recipe() -> Config:
+    return load_config(RECIPE)
+
+
+def optim_wrapper_cfg(peak_lr: float, amp: bool) -> dict:
+    """The recipe's ``optim_wrapper`` at ``peak_lr``: AMP (its own ``AmpOptimWrapper``) or
+    float32 ``OptimWrapper``; optimiser and ``paramwise_cfg`` are the recipe's."""
+    wrapper, _ = device_optim_wrapper(recipe().optim_wrapper.to_dict(), amp)
+    wrapper['optimizer'] = dict(wrapper['optimizer'], lr=peak_lr)
+    return wrapper
+
+
+def warmup_scheduler(wrapper, steps: int) -> LinearLR:
+    """Linear warm-up over the first ``steps`` optimiser steps: step s (from 0) runs at
+    peak x (s + 1) / steps, the last one at the peak."""
+    return LinearLR(wrapper, start_factor=1 / steps, by_epoch=False, begin=0, end=steps)
+
+
+def decay_scheduler(wrapper, steps: int) -> CosineAnnealingLR:
+    """From the step it is built at, a half cosine over ``steps`` optimiser steps from the lr of
+    that step to the recipe's minimum lr (its ``CosineAnnealingLR``'s ``eta_min``)."""
+    return CosineAnnealingLR(wrapper, eta_min=recipe().param_scheduler[-1]['eta_min'],
+                             by_epoch=False, begin=0, end=steps)
 
 
 class Run:
     """One pre-training run of a method and seed: a trunk at the peak lr, or a branch decaying
-    to its budget. Keeps its own clock (its training steps only) and RNG state."""
+    to its budget. Keeps its own clock (its training steps only) and RNG state. Its lr is set
+    by its schedulers, stepped after each optimiser step."""
 
     def __init__(self, method: str, seed: int, cfg: dict, images: torch.Tensor, args,
                  device: torch.device):
         self.method, self.seed, self.cfg, self.device = method, seed, cfg, device
-        self.amp = args.amp
         self.model = build_model(cfg, seed).to(device).train()
-        self.peak_lr = args.blr * args.batch_size / 256
-        self.warmup = args.warmup_steps
-        self.wrapper = self._wrapper(self.model)
+        self.wrapper_cfg = optim_wrapper_cfg(args.blr * args.batch_size / 256, args.amp)
+        self.wrapper = build_optim_wrapper(self.model, self.wrapper_cfg)
+        self.schedulers = [warmup_scheduler(self.wrapper, args.warmup_steps)]
         self.batches = Batches(images, args.batch_size, seed)
         torch.manual_seed(seed + 1)  # the masks: the same stream for every method of a seed
         self.rng = self._get_rng()
         self.clock, self.steps, self.losses = 0., 0, []
-        self.budget: Optional[dict] = None  # set on a branch: dict(epochs, steps, decay)
+        self.budget: Optional[dict] = None  # set when it decays: dict(epochs, steps, decay)
         self.pending: List[dict] = []  # the budgets still to branch off (a trunk's)
-
-    def _wrapper(self, model):
-        optimizer = torch.optim.AdamW(param_groups(model, 0.05), lr=self.peak_lr,
-                                      betas=(0.9, 0.95))
-        if self.amp:
-            return AmpOptimWrapper(optimizer=optimizer, loss_scale='dynamic')
-        return OptimWrapper(optimizer=optimizer)
 
     def _get_rng(self) -> dict:
         state = dict(cpu=torch.get_rng_state())
@@ -398,11 +404,19 @@ class Run:
             torch.cuda.set_rng_state(state['cuda'], self.device)
 
     def step(self) -> None:
+        loss = self._train_step()
+        for scheduler in self.schedulers:
+            scheduler.step()
+        self.steps += 1
+        if not math.isfinite(loss):
+            raise FloatingPointError(f'{self.method} seed {self.seed}: loss {loss} at step '
+                                     f'{self.steps}; lower --blr')
+        self.losses.append(loss)
+
+    def _train_step(self) -> float:
+        """One optimiser step on the next batch, in this run's RNG state; its loss. Only the
+        step itself counts on the run's clock."""
         inputs = self.batches.next()
-        lr = lr_at(self.steps, self.peak_lr, self.warmup,
-                   self.budget['decay'] if self.budget else None)
-        for group in self.wrapper.optimizer.param_groups:
-            group['lr'] = lr
         data = dict(inputs=inputs, data_samples=[DataSample() for _ in range(len(inputs))])
         self._set_rng(self.rng)
         if self.device.type == 'cuda':
@@ -413,36 +427,40 @@ class Run:
         loss = loss.detach().item() if isinstance(loss, torch.Tensor) else float(loss)
         self.clock += time.perf_counter() - start
         self.rng = self._get_rng()
-        self.steps += 1
-        if not math.isfinite(loss):
-            raise FloatingPointError(f'{self.method} seed {self.seed}: loss {loss} at step '
-                                     f'{self.steps}; lower --blr')
-        self.losses.append(loss)
+        return loss
+
+    def decay_to(self, budget: dict) -> None:
+        """Decay the lr to the minimum at ``budget``'s last step (called at its decay start)."""
+        start, end = budget['decay']
+        self.budget = budget
+        self.schedulers.append(decay_scheduler(self.wrapper, end - start))
 
     def branch(self, budget: dict) -> 'Run':
         """A copy of this run (model, optimiser, data stream, RNG, clock) that decays to
         ``budget``; this run goes on."""
         twin = copy.copy(self)
         twin.model = copy.deepcopy(self.model)
-        twin.wrapper = self._wrapper(twin.model)
+        twin.wrapper = build_optim_wrapper(twin.model, self.wrapper_cfg)
         twin.wrapper.load_state_dict(copy.deepcopy(self.wrapper.state_dict()))
+        twin.schedulers = []  # the warm-up is over at every branch point (schedule() checks it)
         twin.batches = self.batches.clone()
         twin.rng = {k: v.clone() for k, v in self.rng.items()}
         twin.losses = list(self.losses)
-        twin.budget, twin.pending = budget, []
+        twin.pending = []
+        twin.decay_to(budget)
         return twin
 
     def save(self, path: str, n_train: int, batch_size: int) -> dict:
+        """The model's tensors and this run's metadata, through the project's checkpoint
+        writer (atomic; loadable with ``weights_only=True``)."""
         epochs = self.budget['epochs'] if self.budget else 0
         meta = dict(method=self.method, seed=self.seed, model=self.cfg, budget_epochs=epochs,
                     steps=self.steps, images_seen=self.steps * batch_size,
                     epochs_seen=self.steps * batch_size / n_train, train_s=self.clock,
                     loss_last20=(statistics.fmean(self.losses[-20:]) if self.losses
                                  else None))
-        tmp = path + '.tmp'
         state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
-        torch.save(dict(state_dict=state, meta=meta), tmp)
-        os.replace(tmp, path)
+        save_pure_checkpoint(state, meta, path)
         return dict(meta, checkpoint=path)
 
 
@@ -456,6 +474,9 @@ def schedule(args, n_train: int) -> List[dict]:
             raise SystemExit(f'the warm-up ({args.warmup_steps} steps) ends after the budget of '
                              f'{epochs:g} epochs starts decaying (step {start}); shorten '
                              '--warmup-epochs or raise --budgets')
+        if start >= steps:
+            raise SystemExit(f'the budget of {epochs:g} epochs ({steps} steps) leaves no step to '
+                             'decay over; raise --budgets or --cooldown')
         budgets.append(dict(epochs=epochs, steps=steps, decay=(start, steps)))
     return budgets
 
@@ -489,7 +510,7 @@ def pretrain(plan: Dict[str, dict], runs: List[tuple], images: torch.Tensor, arg
             if run.pending:
                 active.append(run.branch(budget))
             else:
-                run.budget = budget  # the trunk itself decays to the last budget
+                run.decay_to(budget)  # the trunk itself decays to the last budget
         run.step()
         done += 1
         if run.budget and run.steps >= run.budget['steps']:
@@ -511,8 +532,8 @@ def slug(name: str) -> str:
 # --------------------------------------------------------------------------- evaluation
 def load_checkpoint(path: str, config: Optional[str] = None):
     """(model, meta) of a checkpoint of this script (or of any model config given)."""
-    ckpt = torch.load(path, map_location='cpu', weights_only=True)
-    state = ckpt.get('state_dict', ckpt)
+    ckpt = read_checkpoint(path)
+    state, _ = model_state_dict(ckpt, path)
     meta = ckpt.get('meta', {}) if isinstance(ckpt.get('meta'), dict) else {}
     if config is not None:
         cfg = Config.fromfile(config).model.to_dict()
@@ -631,10 +652,15 @@ def standard_error(row: dict, key: str, n_test: int) -> float:
     return max(binomial, seeds)
 
 
+def difference_noise(a: dict, b: dict, key: str, n_test_a: int, n_test_b: int) -> float:
+    """Twice the standard error of the difference of two means (rows of :func:`aggregate`)."""
+    return 2 * math.hypot(standard_error(a, key, n_test_a), standard_error(b, key, n_test_b))
+
+
 def compare(ours: dict, theirs: dict, key: str, n_test: int) -> dict:
     """Margin of two means, and whether it exceeds twice its standard error."""
     margin = ours[key]['mean'] - theirs[key]['mean']
-    noise = 2 * math.hypot(standard_error(ours, key, n_test), standard_error(theirs, key, n_test))
+    noise = difference_noise(ours, theirs, key, n_test, n_test)
     verdict = ('within noise' if abs(margin) <= noise else
                'LocalMIM ahead' if margin > 0 else 'MAE ahead')
     return dict(localmim=ours[key]['mean'], mae=theirs[key]['mean'], margin=margin,
@@ -839,13 +865,62 @@ def write_report(report: dict, header: str, stem: str) -> None:
     os.makedirs(osp.dirname(stem) or '.', exist_ok=True)
     report['plot'] = stem + '.png'
     plot(report, stem + '.png')
-    with open(stem + '.json', 'w') as f:
-        json.dump(report, f, indent=2)
-    markdown = to_markdown(report, header)
-    with open(stem + '.md', 'w') as f:
-        f.write(markdown)
-    print(markdown)
-    print(f'wrote {stem}.{{json,md,png}}')
+    write_outputs(stem, report, to_markdown(report, header))
+
+
+# --------------------------------------------------------------------------- re-run check
+# Settings that must agree for a re-run's figures to be comparable with a committed report's.
+RERUN_SETTINGS = ('device', 'img_size', 'train_images', 'batch_size', 'blr', 'warmup_steps',
+                  'cooldown', 'decoders', 'eval_train_images', 'test_images', 'probe_epochs',
+                  'knn_k', 'knn_temperature', 'amp')
+
+
+def rerun_rows(new: dict, committed: dict) -> List[dict]:
+    """Every (method, budget) the two reports share, per metric: both means, their difference
+    and twice its standard error (the seeds' spread of each, never below the test set's binomial
+    error, as for :func:`e_vs_3e`)."""
+    n_new, n_committed = new['num_eval_test'], committed['num_eval_test']
+    rows = []
+    for ours in sorted(new['aggregate'], key=lambda r: (order(r['method']), r['budget_epochs'])):
+        theirs = cell(committed['aggregate'], ours['method'], ours['budget_epochs'])
+        if theirs is None:
+            continue
+        for key in METRICS:
+            difference = ours[key]['mean'] - theirs[key]['mean']
+            noise = difference_noise(ours, theirs, key, n_new, n_committed)
+            rows.append(dict(method=ours['method'], epochs=ours['budget_epochs'], metric=key,
+                             committed=theirs[key]['mean'],
+                             committed_2se=2 * standard_error(theirs, key, n_committed),
+                             new=ours[key]['mean'], new_2se=2 * standard_error(ours, key, n_new),
+                             difference=difference, noise_2se=noise,
+                             within_noise=abs(difference) <= noise))
+    return rows
+
+
+def compare_reports(new_path: str, committed_path: str) -> dict:
+    """Print the figures of a re-run next to a committed report's (``compare`` sub-command)."""
+    with open(new_path) as f:
+        new = json.load(f)
+    with open(committed_path) as f:
+        committed = json.load(f)
+    differ = {k: (committed['settings'].get(k), new['settings'].get(k)) for k in RERUN_SETTINGS
+              if committed['settings'].get(k) != new['settings'].get(k)}
+    rows = rerun_rows(new, committed)
+    print(f'{new_path} against {committed_path} (top-1 %; 2 s.e. of each mean, and of the '
+          'difference)')
+    for key, (theirs, ours) in differ.items():
+        print(f'WARNING: setting {key} differs: committed {theirs}, re-run {ours}')
+    print('| method | epochs | metric | committed (2 s.e.) | re-run (2 s.e.) | difference | '
+          '2 s.e. | verdict |')
+    print('|---|---|---|---|---|---|---|---|')
+    for r in rows:
+        print(f"| {r['method']} | {r['epochs']:g} | {METRICS[r['metric']]} | "
+              f"{pct(r['committed'])} ({pct(r['committed_2se'])}) | {pct(r['new'])} "
+              f"({pct(r['new_2se'])}) | {100 * r['difference']:+.2f} | {pct(r['noise_2se'])} | "
+              f"{'within noise' if r['within_noise'] else 'OUTSIDE NOISE'} |")
+    if not rows:
+        print('no (method, budget) in common')
+    return dict(rows=rows, settings_differ=differ)
 
 
 # --------------------------------------------------------------------------- CLI
@@ -903,9 +978,13 @@ def parse_args(argv=None):
                      help='linear warm-up (default: 5 %% of the largest budget)')
     run.add_argument('--cooldown', type=float, default=0.2,
                      help='share of each budget over which its lr decays')
+    run.add_argument('--methods', nargs='+', choices=METHODS, default=None,
+                     help=f'the methods to pre-train (default: all; {REFERENCE}, the reference, '
+                     'is needed)')
     run.add_argument('--seeds', type=int, nargs='+', default=[0, 1])
     run.add_argument('--ablation-seeds', type=int, nargs='*', default=None,
-                     help='seeds of the two ablations (default: the first seed; none: skip)')
+                     help='seeds of the two ablations of LocalMIM-HOG (default: the first seed '
+                     'when LocalMIM-HOG runs; none: skip)')
     run.add_argument('--decoders', choices=['flop-matched', 'unscaled'], default='flop-matched',
                      help='flop-matched: decoder widths giving the ViT-B/224 decoder / encoder '
                      'FLOP ratio; unscaled: the configs\' ViT-B decoders')
@@ -923,7 +1002,14 @@ def parse_args(argv=None):
     add_data_args(evaluate)
     evaluate.add_argument('checkpoints', nargs='+')
     evaluate.add_argument('--config', help='model config when the checkpoint has no meta.model')
+    compare = sub.add_parser('compare', help='a re-run (e.g. one budget) against a committed '
+                             'report: every (method, budget) of both, with its noise')
+    compare.add_argument('new', help='the JSON report of the re-run')
+    compare.add_argument('committed', nargs='?', default='docs/results/learning_efficiency.json',
+                         help='the JSON report to compare with (default: %(default)s)')
     args = parser.parse_args(argv)
+    if args.command == 'compare':
+        return args
     resolve_defaults(parser, args)
     if args.archive:
         args.data_root = unpack(args.archive, args.cache_dir, args.data_root,
@@ -963,7 +1049,12 @@ def resolve_defaults(parser, args) -> None:
     args.batch_size = args.batch_size or scale['batch_size']
     args.amp = args.amp and args.device == 'cuda'
     args.step_cost = scale['step_cost']
-    args.ablation_seeds = (args.seeds[:1] if args.ablation_seeds is None
+    args.methods = [m for m in METHODS if m in (args.methods or METHODS)]
+    if REFERENCE not in args.methods:
+        parser.error(f'--methods {" ".join(args.methods)}: {REFERENCE} is the reference of every '
+                     'comparison and cost; add it')
+    hog = 'LocalMIM-HOG' in args.methods  # the ablations are compared with it
+    args.ablation_seeds = ((args.seeds[:1] if hog else []) if args.ablation_seeds is None
                            else args.ablation_seeds)
     args.work_dir = args.work_dir or osp.join(
         'work_dirs', 'benchmarks', PROTOCOLS[args.protocol]['report']
@@ -986,7 +1077,7 @@ def checkpoints_img_size(parser, paths: List[str]) -> Optional[int]:
     for path in paths:
         if not osp.isfile(path):
             parser.error(f'checkpoint {path!r} does not exist; give the .pth files of a run')
-        meta = torch.load(path, map_location='cpu', weights_only=True).get('meta', {})
+        meta = read_checkpoint(path).get('meta', {})
         if isinstance(meta, dict) and 'model' in meta:
             sizes[path] = meta['model']['backbone']['img_size']
     if len(set(sizes.values())) > 1:
@@ -1001,12 +1092,7 @@ def unpack(archive: str, cache_dir: Optional[str], data_root: Optional[str],
     only sub-folder when the splits lie one level down (``NAME/{train,test}/...``)."""
     if not cache_dir:
         raise SystemExit('--archive needs --cache-dir (where to unpack it)')
-    target = osp.join(cache_dir, osp.basename(archive).split('.')[0])
-    if not osp.isdir(target):
-        os.makedirs(target + '.tmp', exist_ok=True)
-        with tarfile.open(archive) as tar:
-            tar.extractall(target + '.tmp', filter='data')
-        os.replace(target + '.tmp', target)
+    target = unpack_once(archive, osp.join(cache_dir, osp.basename(archive).split('.')[0]))
     if data_root:
         return data_root
     subdirs = [d for d in os.listdir(target) if osp.isdir(osp.join(target, d))]
@@ -1038,12 +1124,14 @@ def pick_device(name: str) -> torch.device:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    if args.command == 'compare':
+        return compare_reports(args.new, args.committed)
     if args.threads:
         torch.set_num_threads(args.threads)
     init_default_scope('mmpretrain')
     MMLogger.get_current_instance().setLevel('ERROR')  # init_weights logs every parameter
     device = pick_device(args.device)
-    provenance = Provenance.start('learning_efficiency.py', argv, torch.get_num_threads(),
+    provenance = Provenance.start('learning_efficiency', argv, torch.get_num_threads(),
                                   device=args.device, quick=getattr(args, 'quick', False))
     data = load_eval_data(args)
     if args.command == 'evaluate':
@@ -1056,12 +1144,12 @@ def main(argv=None) -> dict:
     ablations = ABLATIONS if args.ablation_seeds else []
     phases = Phases()
     vitb_models = phases.run('building ViT-B/224 models', build_vitb_models,
-                             METHODS + ablations)
-    plan = phases.run('decoder planning', plan_methods, METHODS + ablations, args.scale,
+                             args.methods + ablations)
+    plan = phases.run('decoder planning', plan_methods, args.methods + ablations, args.scale,
                       args.decoders, vitb_models)
     step_costs = phases.run('ViT-B step costs', measure_step_costs, vitb_models, args, device)
     del vitb_models
-    runs = ([(m, s) for m in METHODS for s in args.seeds]
+    runs = ([(m, s) for m in args.methods for s in args.seeds]
             + [(m, s) for m in ablations for s in args.ablation_seeds])
     checkpoints = phases.run('pre-training', pretrain, plan, runs, images.to(device), args,
                              device)
@@ -1102,10 +1190,8 @@ def evaluate_only(args, data: dict, device: torch.device, provenance: Provenance
                for p in args.checkpoints]
     report = dict(data_root=args.data_root, results=results)
     report = dict(provenance=provenance.finish(), **report)
-    os.makedirs(args.out_dir, exist_ok=True)
     stem = output_stem(args.out_dir, 'evaluation', args.tag)
-    with open(stem + '.json', 'w') as f:
-        json.dump(report, f, indent=2)
+    write_json(stem + '.json', report)
     for r in results:
         print(f"{r['checkpoint']}: k-NN {100 * r['knn_top1']:.2f} %, "
               f"linear {100 * r['linear_top1']:.2f} %")

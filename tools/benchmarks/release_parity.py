@@ -1,7 +1,6 @@
-#!/usr/bin/env python
 """Measure the effect of this project's deliberate differences from the authors' release.
 
-    python tools/benchmarks/release_parity.py [--images DIR] [--sizes 64 224] [--out-dir DIR]
+    python -m tools.benchmarks.release_parity [--images DIR] [--sizes 64 224] [--out-dir DIR]
 
 1. HOG orientation bins (``docs/design.md``): on real 8-bit images, the share of pixels with a
    gradient (and the share of gradient magnitude) whose bin differs from the release's formula
@@ -17,26 +16,23 @@ Writes ``release_parity.json`` and ``.md`` (with the provenance header) to ``--o
 """
 import argparse
 import glob
-import json
 import math
 import os
 import os.path as osp
-import sys
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+from mmpretrain.registry import MODELS
 from PIL import Image
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path[:0] = [REPO, osp.dirname(osp.abspath(__file__))]
+from localmim_mm.models.target_generators.multiscale_hog import sobel_gradients
 
-from _provenance import Provenance  # noqa: E402
-from mmengine.config import Config  # noqa: E402
-from mmengine.registry import init_default_scope  # noqa: E402
-from mmpretrain.registry import MODELS  # noqa: E402
-
-from localmim_mm.models.target_generators.multiscale_hog import sobel_gradients  # noqa: E402
+from .core import REPO
+from .core.provenance import Provenance
+from .core.report import write_outputs
 
 MEAN = torch.tensor([123.675, 116.28, 103.53]).view(1, 3, 1, 1)
 STD = torch.tensor([58.395, 57.12, 57.375]).view(1, 3, 1, 1)
@@ -168,7 +164,7 @@ def to_markdown(result: dict, prov: Provenance) -> str:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     torch.set_num_threads(min(2, os.cpu_count() or 1))
-    prov = Provenance.start('release_parity.py', argv, threads=torch.get_num_threads())
+    prov = Provenance.start('release_parity', argv, threads=torch.get_num_threads())
     hog = {}
     for size in args.sizes:
         hog[size] = hog_bin_study(load_uint8(args.images, size, args.max_images))
@@ -176,13 +172,7 @@ def main(argv=None) -> dict:
     result = dict(images=osp.relpath(osp.abspath(args.images), REPO), hog_bins=hog,
                   swin_eps=swin)
     result['provenance'] = prov.finish()
-    os.makedirs(args.out_dir, exist_ok=True)
-    stem = osp.join(args.out_dir, 'release_parity')
-    with open(stem + '.json', 'w') as f:
-        json.dump(result, f, indent=1)
-    with open(stem + '.md', 'w') as f:
-        f.write(to_markdown(result, prov))
-    print(f'wrote {stem}.json and {stem}.md')
+    write_outputs(osp.join(args.out_dir, 'release_parity'), result, to_markdown(result, prov))
     return result
 
 

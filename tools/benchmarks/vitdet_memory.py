@@ -1,7 +1,6 @@
-#!/usr/bin/env python
 """Peak memory and step time of the ViT-B detection backbone: ViTDet vs global attention.
 
-    python tools/benchmarks/vitdet_memory.py [--out-dir DIR] [--tag TAG] [--device cpu|cuda]
+    python -m tools.benchmarks.vitdet_memory [--out-dir DIR] [--tag TAG] [--device cpu|cuda]
                                              [--size 1024] [--batch 1] [--steps N] [--warmup N]
                                              [--threads N] [--with-cp] [--quick]
 
@@ -22,22 +21,22 @@ the first step, measured from the resident set just before it (so it includes tr
 and allocator overhead). Step time: median of the timed steps after the warm-up ones.
 
 Writes ``vitdet_memory[_TAG].json`` and ``.md`` to ``--out-dir`` with the provenance header
-of every benchmark (``_provenance.py``: command, git revision, machine, load average before /
+of every benchmark (:mod:`.core.provenance`: command, git revision, machine, load average before /
 after; a load above what the measurement tolerates is flagged loudly). ``--quick``: 256 px,
 1 warm-up + 1 timed step (smoke).
 """
 import argparse
 import json
-import os
 import os.path as osp
 import statistics
 import subprocess
 import sys
 import time
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from _provenance import Provenance, output_stem  # noqa: E402
+from .core import REPO
+from .core.provenance import Provenance
+from .core.report import output_stem, write_outputs
+
 DET = osp.join(REPO, 'configs', 'benchmarks', 'mmdetection')
 BACKBONES = {
     'global': 'mask-rcnn_vit-base-p16_sfp_1x_coco.py',
@@ -124,17 +123,16 @@ def run_worker(args) -> dict:
 
 # --------------------------------------------------------------------------- driver
 def run_backbone(name: str, args) -> dict:
-    cmd = [sys.executable, osp.abspath(__file__), '--worker', name, '--device', args.device,
-           '--size', str(args.size), '--batch', str(args.batch), '--steps', str(args.steps),
-           '--warmup', str(args.warmup)]
+    cmd = [sys.executable, '-m', 'tools.benchmarks.vitdet_memory', '--worker', name,
+           '--device', args.device, '--size', str(args.size), '--batch', str(args.batch),
+           '--steps', str(args.steps), '--warmup', str(args.warmup)]
     if args.threads:
         cmd += ['--threads', str(args.threads)]
     if args.with_cp:
         cmd.append('--with-cp')
     print(f'[vitdet_memory] {name}: {args.warmup} warm-up + {args.steps} timed steps at '
           f'{args.size} px on {args.device} ...', flush=True)
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ,
-                                                                        PYTHONPATH=REPO))
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     if proc.returncode != 0:
         raise RuntimeError(f'{name} worker failed ({proc.returncode}):\n{proc.stderr[-4000:]}')
     result = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -206,7 +204,7 @@ def main(argv=None) -> dict:
         return {}
     import torch
     threads = 1 if args.device == 'cuda' else (args.threads or torch.get_num_threads())
-    prov = Provenance.start('vitdet_memory.py', argv, threads=threads, device=args.device,
+    prov = Provenance.start('vitdet_memory', argv, threads=threads, device=args.device,
                             quick=args.quick)
     rows = [run_backbone(name, args) for name in ('global', 'vitdet')]
     by_name = {row['backbone']: row for row in rows}
@@ -223,15 +221,8 @@ def main(argv=None) -> dict:
         ratio_vitdet_to_global=dict(
             memory=by_name['vitdet']['peak_step_mb'] / by_name['global']['peak_step_mb'],
             time=by_name['vitdet']['step_s_median'] / by_name['global']['step_s_median']))
-    os.makedirs(args.out_dir, exist_ok=True)
-    stem = output_stem(args.out_dir, 'vitdet_memory', args.tag)
-    with open(stem + '.json', 'w') as f:
-        json.dump(result, f, indent=2)
-    markdown = to_markdown(result, prov)
-    with open(stem + '.md', 'w') as f:
-        f.write(markdown)
-    print(markdown)
-    print(f'wrote {stem}.json and {stem}.md')
+    write_outputs(output_stem(args.out_dir, 'vitdet_memory', args.tag), result,
+                  to_markdown(result, prov))
     return result
 
 

@@ -1,6 +1,6 @@
 """The header every benchmark output carries: command, git revision, machine and its load.
 
-    prov = Provenance.start('throughput.py', argv, threads=torch.get_num_threads())
+    prov = Provenance.start('throughput', argv, threads=torch.get_num_threads())
     ...                                   # the measurement
     header = prov.finish()                # dict: goes into the JSON as ``provenance``
     markdown = prov.markdown() + body     # the same facts as the first lines of the markdown
@@ -13,7 +13,6 @@ load (which now includes the script itself) must not exceed the cores. Each chec
 and is listed under ``load_warnings`` in the header, so a committed output shows it.
 """
 import os
-import os.path as osp
 import platform
 import shlex
 import subprocess
@@ -21,7 +20,8 @@ import sys
 import time
 from typing import List, Optional, Sequence
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+from . import REPO
+
 LOAD_TOLERANCE = 0.5
 
 
@@ -74,14 +74,16 @@ def load_average() -> List[float]:
 
 
 class Provenance:
-    """Collects the header of one benchmark run (see the module docstring)."""
+    """Collects the header of one benchmark run (see the module docstring). ``script``: the
+    script's module name in ``tools.benchmarks`` (the command is ``python -m
+    tools.benchmarks.<script> ARGS``)."""
 
     def __init__(self, script: str, argv: Optional[Sequence[str]], threads: int,
                  device: str = 'cpu', quick: bool = False):
         args = list(sys.argv[1:] if argv is None else argv)
         self.header = dict(
             command=' '.join(shlex.quote(a) for a in
-                             ['python', f'tools/benchmarks/{script}', *args]),
+                             ['python', '-m', f'tools.benchmarks.{script}', *args]),
             git=git_revision(), machine=machine(threads, device), quick=quick,
             started=time.strftime('%Y-%m-%d %H:%M:%S %z'), load_before=load_average(),
             load_warnings=[])
@@ -134,9 +136,3 @@ class Provenance:
             lines += ['', f'**WARNING: {warning}.**']
         return '\n'.join(lines) + '\n'
 
-
-def output_stem(out_dir: str, name: str, tag: Optional[str]) -> str:
-    """``out_dir/name`` or ``out_dir/name_tag`` (the path without extension)."""
-    if tag and not all(c.isalnum() or c in '-_.' for c in tag):
-        raise ValueError(f'--tag={tag!r} may contain only letters, digits, "-", "_" and "."')
-    return osp.join(out_dir, f'{name}_{tag}' if tag else name)

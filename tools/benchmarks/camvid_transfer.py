@@ -98,13 +98,13 @@ def run_pretraining(config: str, work_dir: str, seconds: float, options: dict) -
     then save the model's tensors to ``work_dir/final.pth`` and the progress to ``progress.json``.
     The lr schedule keeps only the config's warm-up (then constant): the stop is by time.
     """
-    import torch
     from mmengine.config import Config
     from mmengine.hooks import Hook
     from mmengine.runner import Runner
 
     from localmim_mm import runtime
-    from localmim_mm.utils import prepare_launch
+    from localmim_mm.transfer import save_pure_checkpoint
+    from localmim_mm.runtime.launch import prepare_launch
 
     class WallClockStop(Hook):
         priority = 'LOWEST'
@@ -127,7 +127,7 @@ def run_pretraining(config: str, work_dir: str, seconds: float, options: dict) -
     start = time.perf_counter()
     runner.train()
     state = {k: v.detach().cpu() for k, v in runner.model.state_dict().items()}
-    torch.save({'state_dict': state}, osp.join(work_dir, 'final.pth'))
+    save_pure_checkpoint(state, dict(iters=runner.iter), osp.join(work_dir, 'final.pth'))
     with open(osp.join(work_dir, 'progress.json'), 'w') as f:
         json.dump(dict(iters=runner.iter, epochs=runner.epoch,
                        seconds=round(time.perf_counter() - start, 1)), f)

@@ -22,8 +22,8 @@ from typing import Dict, List, NamedTuple, Optional
 import torch
 
 from localmim_mm.transfer.checkpoint_io import read_checkpoint as read_runner_checkpoint
-from localmim_mm.utils.checkpoint_file import CorruptCheckpointError, check_checkpoint_file
-from localmim_mm.utils.resume import find_resumable_checkpoint
+from localmim_mm.transfer.checkpoint_file import CorruptCheckpointError, check_checkpoint_file
+from localmim_mm.runtime.checkpoints import find_resumable_checkpoint
 
 from .core import REPO
 

@@ -29,7 +29,7 @@ import time
 
 from mmengine.config import Config
 
-from localmim_mm.utils.work_dir_lock import live_holder
+from localmim_mm.runtime.launch.work_dir_lock import live_holder
 
 from .chaos_campaign import (PHASES, Campaign, differences, final_state, launch, plan_kills,
                              processes_with_token, read_losses, save_iterations)

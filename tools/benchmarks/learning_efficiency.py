@@ -79,6 +79,7 @@ from mmpretrain.structures import DataSample
 
 from localmim_mm.evaluation import (extract_features, knn_accuracy, linear_probe_accuracy,
                                     list_image_folder, load_image_folder)
+from localmim_mm.runtime.randomness import capture_rng_states, restore_rng_states
 from localmim_mm.transfer import model_state_dict, read_checkpoint, save_pure_checkpoint
 
 from .core.data import unpack_once
@@ -387,21 +388,10 @@ class Run:
         self.schedulers = [warmup_scheduler(self.wrapper, args.warmup_steps)]
         self.batches = Batches(images, args.batch_size, seed)
         torch.manual_seed(seed + 1)  # the masks: the same stream for every method of a seed
-        self.rng = self._get_rng()
+        self.rng = capture_rng_states()
         self.clock, self.steps, self.losses = 0., 0, []
         self.budget: Optional[dict] = None  # set when it decays: dict(epochs, steps, decay)
         self.pending: List[dict] = []  # the budgets still to branch off (a trunk's)
-
-    def _get_rng(self) -> dict:
-        state = dict(cpu=torch.get_rng_state())
-        if self.device.type == 'cuda':
-            state['cuda'] = torch.cuda.get_rng_state(self.device)
-        return state
-
-    def _set_rng(self, state: dict) -> None:
-        torch.set_rng_state(state['cpu'])
-        if 'cuda' in state:
-            torch.cuda.set_rng_state(state['cuda'], self.device)
 
     def step(self) -> None:
         loss = self._train_step()
@@ -418,7 +408,7 @@ class Run:
         step itself counts on the run's clock."""
         inputs = self.batches.next()
         data = dict(inputs=inputs, data_samples=[DataSample() for _ in range(len(inputs))])
-        self._set_rng(self.rng)
+        restore_rng_states(self.rng)
         if self.device.type == 'cuda':
             torch.cuda.synchronize(self.device)
         start = time.perf_counter()
@@ -426,7 +416,7 @@ class Run:
         loss = log_vars['loss']  # reading it synchronises: the clock holds the whole step
         loss = loss.detach().item() if isinstance(loss, torch.Tensor) else float(loss)
         self.clock += time.perf_counter() - start
-        self.rng = self._get_rng()
+        self.rng = capture_rng_states()
         return loss
 
     def decay_to(self, budget: dict) -> None:

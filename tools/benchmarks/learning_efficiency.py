@@ -434,7 +434,7 @@ class Run:
         twin.wrapper.load_state_dict(copy.deepcopy(self.wrapper.state_dict()))
         twin.schedulers = []  # the warm-up is over at every branch point (schedule() checks it)
         twin.batches = self.batches.clone()
-        twin.rng = {k: v.clone() for k, v in self.rng.items()}
+        twin.rng = copy.deepcopy(self.rng)
         twin.losses = list(self.losses)
         twin.pending = []
         twin.decay_to(budget)

@@ -17,7 +17,7 @@ from mmengine.logging import MMLogger
 
 __all__ = ['run_tool', 'check_config_path']
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))  # runtime/cli/
 
 
 def run_tool(main: Callable[[], None]) -> None:

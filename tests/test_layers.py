@@ -99,15 +99,8 @@ def private_names(package) -> Set[str]:
     root = osp.dirname(package.__file__)
     for folder, _, files in os.walk(root):
         for name in files:
-            if not name.endswith('.py'):
-                continue
-            for node in ast.walk(ast.parse(open(osp.join(folder, name), 'rb').read())):
-                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                    names.add(node.name)
-                elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
-                    names.add(node.attr)
-                elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
-                    names.add(node.id)
+            if name.endswith('.py'):
+                names |= defined_names(ast.parse(open(osp.join(folder, name), 'rb').read()))
     return {n for n in names if n.startswith('_') and not n.startswith('__')}
 
 
@@ -116,8 +109,8 @@ def mmengine_private() -> Set[str]:
     return private_names(mmengine)
 
 
-def own_names(tree: ast.AST) -> Set[str]:
-    """Names a module defines itself (its own ``_helpers`` and ``self._state``)."""
+def defined_names(tree: ast.AST) -> Set[str]:
+    """Names a module defines itself (its ``_helpers``, ``self._state``, module-level names)."""
     own = set()
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
@@ -141,7 +134,7 @@ def overrides(tree: ast.AST) -> Iterator[Tuple[int, str]]:
 
 def private_uses(path: str, anchors: Set[str]) -> Iterator[str]:
     tree = ast.parse(open(path).read())
-    own = own_names(tree)
+    own = defined_names(tree)
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute) and node.attr in anchors and node.attr not in own:
             yield f'{path}:{node.lineno}: reads {node.attr}'

@@ -1,12 +1,11 @@
-"""The package's layers (docs/design.md, "Layers"): each imports only the layers below it, and
-only the runtime layer touches mmengine's private names.
+"""The package's layers (docs/design.md, "Layers"): each imports only the layers below it (and
+``runtime.compat``, the version-checked access to the anchors' private names, which imports
+nothing of the package), and only the runtime layer touches mmengine's or mmpretrain's private
+names.
 
 Both are read from the source with ``ast``: the import rule from every ``import`` statement, the
-private names from mmengine's own source (every ``_name`` it defines as a method, attribute or
-module-level name), so the test knows nothing of how the package is written. (The backbones call
-protected methods of the mmpretrain classes they subclass, ``_format_output`` /
-``_freeze_stages``, as mmpretrain's own subclasses do: that is subclassing, not reaching into
-mmengine's machinery.)
+private names from mmengine's and mmpretrain's own source (every ``_name`` they define as a
+method, attribute or module-level name), so the test knows nothing of how the package is written.
 """
 import ast
 import os
@@ -14,6 +13,7 @@ import os.path as osp
 from typing import Iterator, Set, Tuple
 
 import mmengine
+import mmpretrain
 import pytest
 
 import localmim_mm
@@ -30,6 +30,8 @@ LAYERS = {
 }
 ORDER = list(LAYERS)
 LAYER_OF = {part: layer for layer, parts in LAYERS.items() for part in parts}
+EVERY_LAYER_MAY_IMPORT = 'localmim_mm.runtime.compat'
+
 
 
 def package_modules() -> Iterator[Tuple[str, str]]:
@@ -85,7 +87,7 @@ def test_each_layer_imports_only_itself_and_the_layers_below():
             continue  # localmim_mm/__init__.py registers everything
         for line, target in imported_modules(module, path):
             theirs = layer_of(target)
-            if theirs is None:
+            if theirs is None or target.startswith(EVERY_LAYER_MAY_IMPORT):
                 continue
             if theirs in ('package', 'unknown') or ORDER.index(theirs) > ORDER.index(mine):
                 wrong.append(f'{path}:{line}: {mine} imports {target} ({theirs})')
@@ -105,8 +107,8 @@ def private_names(package) -> Set[str]:
 
 
 @pytest.fixture(scope='module')
-def mmengine_private() -> Set[str]:
-    return private_names(mmengine)
+def anchors_private() -> Set[str]:
+    return private_names(mmengine) | private_names(mmpretrain)
 
 
 def defined_names(tree: ast.AST) -> Set[str]:
@@ -132,42 +134,68 @@ def overrides(tree: ast.AST) -> Iterator[Tuple[int, str]]:
                     yield item.lineno, item.name
 
 
+def by_string(node: ast.AST):
+    """The attribute name of ``getattr`` / ``hasattr`` / ``setattr`` / ``delattr(obj, 'name')``."""
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+            and node.func.id in ('getattr', 'hasattr', 'setattr', 'delattr')
+            and len(node.args) >= 2 and isinstance(node.args[1], ast.Constant)):
+        return node.args[1].value
+    return None
+
+
 def private_uses(path: str, anchors: Set[str]) -> Iterator[str]:
     tree = ast.parse(open(path).read())
     own = defined_names(tree)
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute) and node.attr in anchors and node.attr not in own:
             yield f'{path}:{node.lineno}: reads {node.attr}'
-        elif isinstance(node, ast.ImportFrom) and (node.module or '').startswith('mmengine'):
+        elif by_string(node) in anchors:
+            yield f'{path}:{node.lineno}: names {by_string(node)!r}'
+        elif isinstance(node, ast.ImportFrom) and (node.module or '').startswith(
+                ('mmengine', 'mmpretrain')):
             yield from (f'{path}:{node.lineno}: imports {a.name}' for a in node.names
                         if a.name.startswith('_'))
     for line, name in overrides(tree):
         if name in anchors:
-            yield f'{path}:{line}: defines {name}, a private name of mmengine'
+            yield f'{path}:{line}: defines {name}, a private name of mmengine / mmpretrain'
 
 
-def test_only_the_runtime_touches_mmengine_privates(mmengine_private):
+def test_only_the_runtime_touches_anchors_privates(anchors_private):
     found = [use for module, path in package_modules() if layer_of(module) != 'runtime'
-             for use in private_uses(path, mmengine_private)]
+             for use in private_uses(path, anchors_private)]
     assert not found, '\n'.join(found)
 
 
-def test_the_scan_finds_a_private_use(tmp_path, mmengine_private):
+def test_the_scan_finds_a_private_use(tmp_path, anchors_private):
     """The scan above is not blind: an override and a read of mmengine privates are found."""
     path = tmp_path / 'bad.py'
     path.write_text('from mmengine.hooks import CheckpointHook\n\n\n'
                     'class Bad(CheckpointHook):\n'
                     '    def _save_checkpoint_with_step(self, runner, step, meta):\n'
                     '        return runner._compile\n')
-    found = list(private_uses(str(path), mmengine_private))
+    found = list(private_uses(str(path), anchors_private))
     assert len(found) == 2 and 'defines _save_checkpoint_with_step' in found[1]
+    path.write_text("flag = hasattr(object(), '_params_init_info')\n")
+    assert list(private_uses(str(path), anchors_private)) == [
+        f"{path}:1: names '_params_init_info'"]
 
 
-def test_the_runtime_checks_the_mmengine_version_where_it_touches_privates(mmengine_private):
-    """Every runtime module that touches a private calls ``require_tested_mmengine``."""
+def test_a_version_other_than_the_tested_one_fails_loudly(monkeypatch):
+    from localmim_mm.runtime import compat
+    from localmim_mm.runtime.hooks import AtomicCheckpointHook
+    monkeypatch.setattr(mmengine, '__version__', '0.0.1')
+    with pytest.raises(RuntimeError, match=r'mmengine 0\.10\.7 internals, but mmengine 0\.0\.1'):
+        AtomicCheckpointHook(interval=1)
+    monkeypatch.setattr(mmpretrain, '__version__', '0.0.2')
+    with pytest.raises(RuntimeError, match=r'install mmpretrain==1\.2\.0'):
+        compat.vit_formatted_output(None, None, None)
+
+
+def test_the_runtime_checks_the_mmengine_version_where_it_touches_privates(anchors_private):
+    """Every runtime module that touches a private checks the version it was tested with."""
     unchecked = []
     for module, path in package_modules():
-        if layer_of(module) == 'runtime' and list(private_uses(path, mmengine_private)):
-            if 'require_tested_mmengine(' not in open(path).read():
+        if layer_of(module) == 'runtime' and list(private_uses(path, anchors_private)):
+            if 'require_tested_mm' not in open(path).read():
                 unchecked.append(path)
     assert not unchecked, unchecked

@@ -34,7 +34,7 @@ import sys  # noqa: E402
 from mmengine.config import Config  # noqa: E402
 
 from localmim_mm import runtime  # noqa: E402
-from localmim_mm.runtime.checkpoints import check_resume_length  # noqa: E402
+from localmim_mm.runtime.checkpoints.resume_length import check_resume_length  # noqa: E402
 from localmim_mm.runtime.cli import (add_shared_arguments, check_config_path,  # noqa: E402
                                     check_override_keys, fit_schedule_to_run, parse_tool_args,
                                     registry_hints, run_tool, set_epochs)

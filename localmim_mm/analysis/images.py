@@ -10,7 +10,7 @@ from PIL import Image
 from ..datasets.unlabeled_image_folder import IMAGE_EXTENSIONS
 
 __all__ = ['ImageInput', 'add_legend', 'figure_to_rgb', 'find_images', 'load_image',
-           'overlay_heatmap', 'save_png']
+           'overlay_heatmap', 'preprocess_rgb', 'save_png']
 
 
 
@@ -61,12 +61,9 @@ class ImageInput:
         return x * self.rgb.shape[1] / w, y * self.rgb.shape[0] / h
 
     def tensor(self, device='cpu') -> torch.Tensor:
-        """(1, 3, H, W) float input normalised as the model's data preprocessor would."""
-        x = torch.from_numpy(self.rgb.copy()).permute(2, 0, 1).float()
-        if not _converts_to_rgb(self.preprocessor):
-            x = x.flip(0)
-        mean, std = normalisation(self.preprocessor)
-        return ((x - mean) / std).unsqueeze(0).to(device)
+        """(1, 3, H, W) float input, normalised by the model's own data preprocessor."""
+        rgb = torch.from_numpy(self.rgb.copy()).permute(2, 0, 1).unsqueeze(0)
+        return preprocess_rgb(self.preprocessor, rgb).float().to(device)
 
     def denormalise(self, x: torch.Tensor) -> np.ndarray:
         """(3, H, W) normalised tensor (model channel order) -> (H, W, 3) uint8 RGB."""
@@ -77,14 +74,27 @@ class ImageInput:
         return x.clamp(0, 255).round().byte().permute(1, 2, 0).numpy()
 
 
+def preprocess_rgb(preprocessor, rgb: torch.Tensor) -> torch.Tensor:
+    """uint8 RGB images (N, 3, H, W) through the model's data preprocessor as a batch goes: the
+    dataloader hands it BGR images (mmcv decodes to BGR; ``to_rgb`` converts them), so the images
+    go in flipped to BGR."""
+    return preprocessor(dict(inputs=rgb.flip(1), data_samples=None))['inputs']
+
+
 def _converts_to_rgb(preprocessor) -> bool:
-    return bool(getattr(preprocessor, '_channel_conversion', getattr(preprocessor, 'to_rgb',
-                                                                     False)))
+    """Whether the preprocessor turns BGR input into RGB, read from what it does to a one-pixel
+    image whose B, G, R are 0, 1, 2 (its flag is private)."""
+    probe = torch.tensor([0, 1, 2], dtype=torch.uint8).view(1, 3, 1, 1)
+    out = preprocessor(dict(inputs=probe, data_samples=None))['inputs'].detach().cpu().float()
+    mean, std = normalisation(preprocessor)
+    return round(float(out[0, 0, 0, 0] * std[0, 0, 0] + mean[0, 0, 0])) == 2
 
 
 def normalisation(preprocessor) -> Tuple[torch.Tensor, torch.Tensor]:
-    if getattr(preprocessor, '_enable_normalize', False):
-        return preprocessor.mean.detach().cpu().float(), preprocessor.std.detach().cpu().float()
+    """``(mean, std)`` of shape (C, 1, 1); mmengine registers them only when it normalises."""
+    if hasattr(preprocessor, 'mean'):
+        return (preprocessor.mean.detach().cpu().float().view(-1, 1, 1),
+                preprocessor.std.detach().cpu().float().view(-1, 1, 1))
     return torch.zeros(3, 1, 1), torch.ones(3, 1, 1)
 
 

@@ -82,8 +82,11 @@ class ViTDet(VisionTransformer):
         self.with_cp = with_cp
         self._make_attention_windowed(input_size, patch_size, drop_path_rate,
                                       kwargs.get('qkv_bias', True), kwargs.get('drop_rate', 0.))
-        if self.frozen_stages > 0:  # the parent froze the attention modules just replaced
-            self._freeze_stages()
+        # The parent froze its first `frozen_stages` blocks (-1: none) before their attention
+        # modules were replaced: freeze them again.
+        for block in self.layers[:max(self.frozen_stages, 0)]:
+            block.eval()
+            block.requires_grad_(False)
 
     def _check_global_blocks(self, arch, indexes: Optional[Sequence[int]]) -> Tuple[int, ...]:
         if indexes is None:

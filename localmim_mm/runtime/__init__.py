@@ -5,8 +5,6 @@ Recipes switch it on through their runtime (``custom_imports`` in
 :func:`enable`. What it changes in the process, and why, is listed in :func:`enable`. Every use of
 an mmengine private name lives in this package, behind :func:`~.compat.require_tested_mmengine`.
 """
-from .checkpoints import enable_checkpoint_loading
-
 __all__ = ['enable']
 
 
@@ -21,4 +19,5 @@ def enable() -> None:
       once, and convert the authors' release layout on the fly
       (:func:`localmim_mm.transfer.read_checkpoint`).
     """
+    from .checkpoints import enable_checkpoint_loading  # here: runtime.compat imports nothing
     enable_checkpoint_loading()

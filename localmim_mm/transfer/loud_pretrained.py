@@ -19,6 +19,7 @@ from mmengine.model import BaseModule, is_model_wrapper
 from mmengine.model.weight_init import PretrainedInit, update_init_info
 from mmengine.registry import WEIGHT_INITIALIZERS
 
+from ..runtime.compat import records_init_info
 from .pretrained_loading import load_pretrained
 
 
@@ -49,7 +50,7 @@ class LoudPretrainedInit(PretrainedInit):
                                       self.map_location)
         if isinstance(getattr(module, 'init_cfg', None), dict):
             module.init_cfg = dict(module.init_cfg, type='Pretrained')
-        if hasattr(module, '_params_init_info'):
+        if records_init_info(module):
             update_init_info(module, init_info=self._loaded_from())
 
     def _loaded_from(self) -> str:
@@ -74,6 +75,6 @@ def _init_children(module) -> None:
             child = child.module
         if hasattr(child, 'init_weights') and not getattr(child, 'is_init', False):
             child.init_weights()
-            if isinstance(child, BaseModule) and hasattr(child, '_params_init_info'):
+            if isinstance(child, BaseModule) and records_init_info(child):
                 update_init_info(child, init_info=f'Initialized by user-defined `init_weights` '
                                                   f'in {child.__class__.__name__} ')

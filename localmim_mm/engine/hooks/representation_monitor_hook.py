@@ -1,4 +1,5 @@
 """k-NN (and optionally linear-probe) accuracy of the encoder while it pre-trains."""
+import functools
 import logging
 import time
 from typing import Dict, Optional
@@ -8,6 +9,7 @@ from mmengine.dist import broadcast_object_list, collect_results, get_dist_info
 from mmengine.logging import print_log
 from mmpretrain.registry import HOOKS
 
+from ...analysis.images import preprocess_rgb
 from ...evaluation import (extract_features, knn_accuracy, linear_probe_accuracy,
                            load_image_folder)
 from ...models.utils import model_input_size
@@ -151,7 +153,8 @@ class RepresentationMonitorHook(PeriodicCheckHook):
         feats = extract_features(model.backbone, self._data['images'],
                                  batch_size=self.batch_size,
                                  device=next(model.parameters()).device,
-                                 preprocess=_as_dataloader_input(model.data_preprocessor))
+                                 preprocess=functools.partial(preprocess_rgb,
+                                                              model.data_preprocessor))
         # The 'gpu' mode is one all_gather_object (gloo runs it too): no shared temporary folder.
         gathered = collect_results(list(feats), self._data['total'], device='gpu')
         return torch.stack(gathered) if gathered is not None else None
@@ -185,12 +188,3 @@ class RepresentationMonitorHook(PeriodicCheckHook):
                       f'time since the previous one (warn_share={self.warn_share}); raise '
                       f'interval={self.interval} or lower per_class={self.per_class}',
                       logger='current', level=logging.WARNING)
-
-
-def _as_dataloader_input(preprocessor):
-    """The model's own normalisation for the monitor's RGB images: the dataloader hands the
-    preprocessor BGR images (mmcv decodes to BGR; ``to_rgb`` converts them), so the monitor's
-    images are flipped to BGR and go through the preprocessor as a batch would."""
-    def preprocess(batch: torch.Tensor) -> torch.Tensor:
-        return preprocessor(dict(inputs=batch.flip(1), data_samples=None))['inputs']
-    return preprocess

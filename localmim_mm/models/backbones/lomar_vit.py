@@ -9,6 +9,7 @@ from mmpretrain.models.utils import to_2tuple
 from mmpretrain.registry import MODELS
 from torch import nn
 
+from ...runtime.compat import vit_formatted_output
 from ..utils import RELEASE_INIT_CFG, init_patch_embed_as_linear, zero_ffn_biases
 from ..utils.relpos_attention import RelPosTransformerEncoderLayer, relative_position_index
 from ..utils.windows import (crop_windows, num_masked_patches, random_window_mask,
@@ -154,7 +155,7 @@ class LoMaRViT(VisionTransformer):
         self._input_grid(x)
         tokens, grid = self.patch_embed(x)
         outs = self._encode(tokens, grid, self.out_indices)
-        return tuple(self._format_output(out, grid) for out in outs)
+        return tuple(vit_formatted_output(self, out, grid) for out in outs)
 
     def _encode(self, tokens: torch.Tensor, grid: Tuple[int, int],
                 out_indices: Sequence[int]) -> List[torch.Tensor]:
